@@ -23,7 +23,9 @@ Side: BID/BUY = 1, ASK/SELL = -1, NONE = 0 (the sign of a position change).
 
 EventFlag bits (column ``flags``): BATCH_END marks the last row of one venue message, after which the book is
 consistent; CLEAR asks the book to empty itself before this row (first row of a snapshot); RESYNC marks the first
-row after the stream was resynchronised.
+row after the stream was resynchronised; SUSPICIOUS marks a row the source itself flagged as doubtful (kept, so a
+consumer can choose to skip it); GAP marks the row where the book lost sync (it comes with CLEAR: the book is
+unknown until the next snapshot).
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ class EventFlag(IntFlag):
     BATCH_END = 1
     CLEAR = 2
     RESYNC = 4
+    SUSPICIOUS = 8
+    GAP = 16
 
 
 class TradingStatus(IntEnum):
@@ -85,5 +89,7 @@ K_STATUS = int(EventKind.STATUS)
 F_BATCH_END = int(EventFlag.BATCH_END)
 F_CLEAR = int(EventFlag.CLEAR)
 F_RESYNC = int(EventFlag.RESYNC)
+F_SUSPICIOUS = int(EventFlag.SUSPICIOUS)
+F_GAP = int(EventFlag.GAP)
 BID = 1
 ASK = -1

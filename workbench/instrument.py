@@ -122,6 +122,7 @@ class Instrument:
         return qty_lots * (self._qty.units / 10**self._qty.digits)
 
 
-#: Known instruments of the recordings in ../shared/data (Binance's exchangeInfo filters on the capture date).
-BINANCE_SPOT_BTCUSDT = Instrument("BTCUSDT", tick_size="0.01", lot_size="0.00001")
+#: Known instruments of the recordings in ../shared/data. Spot book sizes carry 8 decimals (finer than the
+#: 0.00001 order step of exchangeInfo), so the book's lot is 1e-8.
+BINANCE_SPOT_BTCUSDT = Instrument("BTCUSDT", tick_size="0.01", lot_size="0.00000001")
 BINANCE_USDM_BTCUSDT = Instrument("BTCUSDT", tick_size="0.1", lot_size="0.001")

@@ -1,38 +1,5 @@
-"""Counters that every reader keeps: what was read, what was skipped and why."""
+"""Re-export of :class:`workbench.stats.ReadStats` for the readers (it lives in the foundation layer)."""
 
-from __future__ import annotations
-
-from collections import Counter
-from dataclasses import dataclass, field
+from workbench.stats import ReadStats
 
 __all__ = ["ReadStats"]
-
-
-@dataclass
-class ReadStats:
-    """What a reader saw. Bad rows are counted here instead of raising.
-
-    ``counts`` holds named counters (``lines``, ``events``, ``malformed`` and reader-specific ones such as
-    ``gaps`` or ``resyncs``); ``problems`` keeps the first ``max_problems`` messages, each with its line number,
-    so that a user can find the bad input without the reader keeping all of it.
-    """
-
-    counts: Counter = field(default_factory=Counter)
-    problems: list[str] = field(default_factory=list)
-    max_problems: int = 20
-
-    def add(self, name: str, n: int = 1) -> None:
-        self.counts[name] += n
-
-    def problem(self, name: str, where: str, why: str) -> None:
-        """Count one bad input under ``name`` and remember the first few, e.g. ``("malformed", "file:12", "...")``."""
-        self.counts[name] += 1
-        if len(self.problems) < self.max_problems:
-            self.problems.append(f"{where}: {name}: {why}")
-
-    def __getitem__(self, name: str) -> int:
-        return self.counts[name]
-
-    def summary(self) -> str:
-        """One line ``name=value`` per counter, in a stable order."""
-        return " ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))

@@ -1,0 +1,317 @@
+"""L2 order book: a thin Python facade over the kernels of :mod:`workbench.book.nb`.
+
+The facade owns the arrays of a dense price window and moves or widens it when an event falls outside, so the book
+works for any price range with bounded memory: the window is at most ``max_levels`` ticks wide and stays centred on
+the touch; a level farther than half of that from the touch (a bid at a quarter of the price, say, which real spot
+books have) is kept exactly in a sparse overflow map instead. Overflow levels are part of :meth:`L2Book.side_levels`
+and stand in for the best price when a side of the window is empty; the top-N and depth kernels read the window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from workbench.book import nb
+from workbench.enums import (
+    F_BATCH_END,
+    K_DEPTH,
+    K_ORDER_ADD,
+    K_ORDER_CANCEL,
+    K_ORDER_DELETE,
+    K_ORDER_EXEC,
+    K_SNAPSHOT,
+)
+from workbench.exceptions import ConfigError
+
+__all__ = ["L2Book", "TopOfBook", "BookRecord"]
+
+
+@dataclass(frozen=True, slots=True)
+class TopOfBook:
+    """Best bid and ask in ticks and lots; ``None`` prices for an empty side (with size 0)."""
+
+    bid_px_ticks: int | None
+    bid_qty_lots: int
+    ask_px_ticks: int | None
+    ask_qty_lots: int
+
+    @property
+    def crossed(self) -> bool:
+        return (
+            self.bid_px_ticks is not None
+            and self.ask_px_ticks is not None
+            and self.bid_px_ticks >= self.ask_px_ticks
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BookRecord:
+    """The top ``n`` levels after each batch end of a replay.
+
+    ``event_ix[k]`` is the index (in the events passed to :meth:`L2Book.replay`) of the k-th batch end;
+    ``levels[k]`` is int64[4, n]: bid px, bid qty, ask px, ask qty, best first; empty slots hold
+    ``nb.EMPTY_BID_PX`` / ``nb.EMPTY_ASK_PX`` and size 0.
+    """
+
+    event_ix: np.ndarray
+    levels: np.ndarray
+
+    @property
+    def bid_px(self) -> np.ndarray:
+        return self.levels[:, 0, 0]
+
+    @property
+    def bid_qty(self) -> np.ndarray:
+        return self.levels[:, 1, 0]
+
+    @property
+    def ask_px(self) -> np.ndarray:
+        return self.levels[:, 2, 0]
+
+    @property
+    def ask_qty(self) -> np.ndarray:
+        return self.levels[:, 3, 0]
+
+
+class L2Book:
+    """Aggregated (price-level) order book in integer ticks and lots.
+
+    Parameters
+    ----------
+    initial_levels : width of the first price window, in ticks (it grows on demand).
+    max_levels : the widest dense window, in ticks (default 2**22: 32 MiB a side); levels farther than half of it
+        from the touch are kept in the overflow maps (``far_levels`` counts their updates).
+    """
+
+    def __init__(self, *, initial_levels: int = 4096, max_levels: int = 1 << 22) -> None:
+        if initial_levels < 2 or max_levels < initial_levels:
+            raise ConfigError("need 2 <= initial_levels <= max_levels")
+        self.max_levels = int(max_levels)
+        self._initial = int(initial_levels)
+        self.bid = np.zeros(0, np.int64)
+        self.ask = np.zeros(0, np.int64)
+        self.st = np.zeros(nb.ST_SIZE, np.int64)
+        self.st[nb.ST_BEST_BID] = -1
+        self.st[nb.ST_BEST_ASK] = -1
+        self.far_levels = 0  # updates applied to the overflow maps
+        self._far_bid: dict[int, int] = {}
+        self._far_ask: dict[int, int] = {}
+        self._no_ix = np.zeros(0, np.int64)
+        self._no_lv = np.zeros((0, 4, 1), np.int64)
+
+    # -- applying events -----------------------------------------------------------------------------------------
+    def apply(self, events: np.ndarray, start: int = 0, *, stop_on_crossed: bool = False) -> int:
+        """Apply ``events[start:]``. Returns the number of events consumed.
+
+        With ``stop_on_crossed`` it returns early, just after the batch end that left the book crossed (the
+        caller decides what to do: resync, report); otherwise crossings are only counted (``n_crossed``).
+        """
+        return self._run(events, start, stop_on_crossed, self._no_ix, self._no_lv)
+
+    def replay(self, events: np.ndarray, n_levels: int = 1) -> BookRecord:
+        """Apply all ``events`` and record the top ``n_levels`` after every batch end (BATCH_END flag)."""
+        n_out = int(np.count_nonzero(events["flags"] & F_BATCH_END))
+        out_ix = np.empty(n_out, np.int64)
+        out_lv = np.empty((n_out, 4, max(1, int(n_levels))), np.int64)
+        self.st[nb.ST_N_OUT] = 0
+        i = 0
+        while i < len(events) and self.st[nb.ST_N_OUT] < n_out:
+            i = self._run(events, i, False, out_ix, out_lv)
+        if i < len(events):  # trailing events after the last batch end
+            self._run(events, i, False, self._no_ix, self._no_lv)
+        k = int(self.st[nb.ST_N_OUT])
+        return BookRecord(out_ix[:k], out_lv[:k])
+
+    def _run(self, events, start, stop_on_crossed, out_ix, out_lv) -> int:
+        kind, side, px, qty, flags = (events[c] for c in ("kind", "side", "px_ticks", "qty_lots", "flags"))
+        i = start
+        while True:
+            clears = self.st[nb.ST_CLEARS]
+            status, i = nb.apply_events_nb(
+                kind, side, px, qty, flags, i, self.bid, self.ask, self.st, stop_on_crossed, out_ix, out_lv
+            )
+            if self.st[nb.ST_CLEARS] != clears:
+                # the kernel emptied the window after any overflow level was stored: those go too
+                self._far_bid.clear()
+                self._far_ask.clear()
+            if status == nb.STATUS_OUT_OF_RANGE:
+                p = int(px[i])
+                if self._is_far(p):
+                    self._far_apply(int(kind[i]), int(side[i]), p, int(qty[i]))
+                    self._skip_one(events, i, out_ix, out_lv)
+                    i += 1
+                elif not self._grow_to(p):
+                    self._recentre(p)
+                continue
+            if status == nb.STATUS_CROSSED:
+                return i + 1
+            return i
+
+    def _skip_one(self, events: np.ndarray, i: int, out_ix, out_lv) -> None:
+        # The event went to the overflow map, but its flags (BATCH_END: record, check) still apply.
+        row = events[i : i + 1].copy()
+        row["side"] = 0
+        n0 = int(self.st[nb.ST_N_OUT])
+        self._run(row, 0, False, out_ix, out_lv)
+        if self.st[nb.ST_N_OUT] > n0:
+            out_ix[n0] = i
+
+    def _touch(self) -> int | None:
+        """A price at the touch (mid of the window's best prices), or None for an empty window."""
+        bb, ba, base = (int(self.st[k]) for k in (nb.ST_BEST_BID, nb.ST_BEST_ASK, nb.ST_BASE))
+        if bb >= 0 and ba >= 0:
+            return base + (bb + ba) // 2
+        if bb >= 0 or ba >= 0:
+            return base + max(bb, ba)
+        return None
+
+    def _is_far(self, px_ticks: int) -> bool:
+        ref = self._touch()
+        return ref is not None and abs(px_ticks - ref) >= self.max_levels // 2 - 1
+
+    def _far_apply(self, kind: int, side: int, px_ticks: int, qty_lots: int) -> None:
+        far = self._far_bid if side > 0 else self._far_ask
+        if kind in (K_DEPTH, K_SNAPSHOT):
+            q = qty_lots
+        elif kind == K_ORDER_ADD:
+            q = far.get(px_ticks, 0) + qty_lots
+        elif kind in (K_ORDER_CANCEL, K_ORDER_DELETE, K_ORDER_EXEC):
+            q = far.get(px_ticks, 0) - qty_lots
+            if q < 0:
+                self.st[nb.ST_CLAMPED] += 1
+                q = 0
+        else:  # pragma: no cover - the kernel only stops on book-changing kinds
+            return
+        self.far_levels += 1
+        if q > 0:
+            far[px_ticks] = q
+        else:
+            far.pop(px_ticks, None)
+
+    def _grow_to(self, px_ticks: int) -> bool:
+        """Widen the window to hold ``px_ticks``; False if that would exceed ``max_levels``."""
+        cap = self.bid.shape[0]
+        base = int(self.st[nb.ST_BASE])
+        if cap == 0:
+            self._set_window(px_ticks - self._initial // 2, self._initial)
+            return True
+        lo = min(base, px_ticks)
+        hi = max(base + cap - 1, px_ticks)
+        need = hi - lo + 1
+        if need > self.max_levels:
+            return False
+        new_cap = min(max(2 * cap, need + need // 2), self.max_levels)
+        # centre the new window on the prices held, so a trending price does not regrow at every step
+        self._set_window(lo - (new_cap - need) // 2, new_cap)
+        return True
+
+    def _recentre(self, px_ticks: int) -> None:
+        """Lay a full-width window centred between the touch and ``px_ticks``."""
+        ref = self._touch()
+        centre = px_ticks if ref is None else (ref + px_ticks) // 2
+        self._set_window(centre - self.max_levels // 2, self.max_levels)
+
+    def _set_window(self, new_base: int, new_cap: int) -> None:
+        """Re-lay the window at [new_base, new_base + new_cap): levels leaving it go to the overflow maps, overflow
+        levels inside it come back."""
+        old_base = int(self.st[nb.ST_BASE])
+        lo, hi = new_base, new_base + new_cap
+        bid = np.zeros(new_cap, np.int64)
+        ask = np.zeros(new_cap, np.int64)
+        for arr, new, far in ((self.bid, bid, self._far_bid), (self.ask, ask, self._far_ask)):
+            j = np.flatnonzero(arr)
+            p = j + old_base
+            inside = (p >= lo) & (p < hi)
+            new[p[inside] - lo] = arr[j[inside]]
+            far.update(zip(p[~inside].tolist(), arr[j[~inside]].tolist()))
+            for pp in [pp for pp in far if lo <= pp < hi]:
+                new[pp - lo] = far.pop(pp)
+        self.bid, self.ask = bid, ask
+        self.st[nb.ST_BASE] = new_base
+        jb = np.flatnonzero(bid)
+        ja = np.flatnonzero(ask)
+        self.st[nb.ST_BEST_BID] = jb[-1] if len(jb) else -1
+        self.st[nb.ST_BEST_ASK] = ja[0] if len(ja) else -1
+
+    def clear(self) -> None:
+        """Empty the book (the window is kept)."""
+        self._far_bid.clear()
+        self._far_ask.clear()
+        self.bid[:] = 0
+        self.ask[:] = 0
+        self.st[nb.ST_BEST_BID] = -1
+        self.st[nb.ST_BEST_ASK] = -1
+        self.st[nb.ST_BID_STALE] = 0
+        self.st[nb.ST_ASK_STALE] = 0
+
+    # -- reading ---------------------------------------------------------------------------------------------------
+    def top(self) -> TopOfBook:
+        """Best bid and ask; a side whose window is empty falls back on its overflow levels."""
+        if self.bid.shape[0] == 0:
+            return TopOfBook(None, 0, None, 0)
+        bpx, bq, apx, aq = nb.best_nb(self.bid, self.ask, self.st)
+        bpx, bq = (int(bpx), int(bq)) if bq else self._far_best(self._far_bid, max)
+        apx, aq = (int(apx), int(aq)) if aq else self._far_best(self._far_ask, min)
+        return TopOfBook(bpx, bq, apx, aq)
+
+    @staticmethod
+    def _far_best(far: dict[int, int], pick) -> tuple[int | None, int]:
+        if not far:
+            return None, 0
+        p = pick(far)
+        return p, far[p]
+
+    def levels(self, n: int) -> np.ndarray:
+        """int64[4, n]: bid px, bid qty, ask px, ask qty of the top ``n`` levels (empty slots: EMPTY_*_PX, 0)."""
+        out = np.empty((4, n), np.int64)
+        if self.bid.shape[0] == 0:
+            out[0] = nb.EMPTY_BID_PX
+            out[2] = nb.EMPTY_ASK_PX
+            out[1] = out[3] = 0
+            return out
+        nb.top_levels_nb(self.bid, self.ask, self.st, out)
+        return out
+
+    def depth_within(self, k_ticks: int) -> tuple[int, int]:
+        """Resting lots within ``k_ticks`` of the best bid and of the best ask (inclusive)."""
+        if self.bid.shape[0] == 0:
+            return 0, 0
+        b, a = nb.depth_within_nb(self.bid, self.ask, self.st, int(k_ticks))
+        return int(b), int(a)
+
+    def side_levels(self, side: int) -> tuple[np.ndarray, np.ndarray]:
+        """All non-empty levels of one side (1 bid, -1 ask), overflow included, as (px_ticks, qty_lots), best first."""
+        arr, far = (self.bid, self._far_bid) if side > 0 else (self.ask, self._far_ask)
+        j = np.flatnonzero(arr)
+        px = np.concatenate([j + self.st[nb.ST_BASE], np.fromiter(far.keys(), np.int64, len(far))])
+        qty = np.concatenate([arr[j], np.fromiter(far.values(), np.int64, len(far))])
+        order = np.argsort(-px if side > 0 else px, kind="stable")
+        return px[order], qty[order]
+
+    @property
+    def crossed(self) -> bool:
+        return self.top().crossed
+
+    @property
+    def n_crossed(self) -> int:
+        """Batch ends seen with a crossed book."""
+        return int(self.st[nb.ST_CROSSED])
+
+    @property
+    def n_clamped(self) -> int:
+        """Order-level deltas that removed more size than the book held."""
+        return int(self.st[nb.ST_CLAMPED])
+
+    @property
+    def stale(self) -> tuple[bool, bool]:
+        """(bid, ask): whether that side's best level may be out of date (see :mod:`workbench.book.nb`)."""
+        return bool(self.st[nb.ST_BID_STALE]), bool(self.st[nb.ST_ASK_STALE])
+
+    def __repr__(self) -> str:
+        t = self.top()
+        return (
+            f"L2Book(bid={t.bid_px_ticks}x{t.bid_qty_lots}, ask={t.ask_px_ticks}x{t.ask_qty_lots}, "
+            f"window={self.bid.shape[0]}, overflow={len(self._far_bid) + len(self._far_ask)})"
+        )
