@@ -4,7 +4,8 @@ The facade owns the arrays of a dense price window and moves or widens it when a
 works for any price range with bounded memory: the window is at most ``max_levels`` ticks wide and stays centred on
 the touch; a level farther than half of that from the touch (a bid at a quarter of the price, say, which real spot
 books have) is kept exactly in a sparse overflow map instead. Overflow levels are part of :meth:`L2Book.side_levels`
-and stand in for the best price when a side of the window is empty; the top-N and depth kernels read the window.
+and of :meth:`L2Book.top`; the top-N, depth and crossed-book kernels read the window, which holds the touch of any
+uncrossed book.
 """
 
 from __future__ import annotations
@@ -137,9 +138,10 @@ class L2Book:
                 self._far_bid.clear()
                 self._far_ask.clear()
             if status == nb.STATUS_OUT_OF_RANGE:
-                p = int(px[i])
-                if self._is_far(p):
-                    self._far_apply(int(kind[i]), int(side[i]), p, int(qty[i]))
+                k, s, p, q = int(kind[i]), int(side[i]), int(px[i]), int(qty[i])
+                adds = (q > 0 and k in (K_DEPTH, K_SNAPSHOT)) or k == K_ORDER_ADD
+                if not adds or self._is_deep(s, p):
+                    self._far_apply(k, s, p, q)
                     self._skip_one(events, i, out_ix, out_lv)
                     i += 1
                 elif not self._grow_to(p):
@@ -167,9 +169,17 @@ class L2Book:
             return base + max(bb, ba)
         return None
 
-    def _is_far(self, px_ticks: int) -> bool:
+    def _is_deep(self, side: int, px_ticks: int) -> bool:
+        """A level more than half a window behind the touch on its own side: it goes to the overflow map.
+
+        A price at or better than the touch is never deep: the window moves to it, so the window always holds the
+        touch of an uncrossed book.
+        """
         ref = self._touch()
-        return ref is not None and abs(px_ticks - ref) >= self.max_levels // 2 - 1
+        if ref is None:
+            return False
+        half = self.max_levels // 2 - 1
+        return px_ticks < ref - half if side > 0 else px_ticks > ref + half
 
     def _far_apply(self, kind: int, side: int, px_ticks: int, qty_lots: int) -> None:
         far = self._far_bid if side > 0 else self._far_ask
@@ -179,16 +189,19 @@ class L2Book:
             q = far.get(px_ticks, 0) + qty_lots
         elif kind in (K_ORDER_CANCEL, K_ORDER_DELETE, K_ORDER_EXEC):
             q = far.get(px_ticks, 0) - qty_lots
-            if q < 0:
+            if q < 0 and qty_lots > 0:
                 self.st[nb.ST_CLAMPED] += 1
                 q = 0
         else:  # pragma: no cover - the kernel only stops on book-changing kinds
             return
+        if q == 0 and px_ticks not in far:
+            return  # deleting a level the book never held
         self.far_levels += 1
         if q > 0:
             far[px_ticks] = q
         else:
             far.pop(px_ticks, None)
+        self.st[nb.ST_HAS_FAR] = 1 if (self._far_bid or self._far_ask) else 0
 
     def _grow_to(self, px_ticks: int) -> bool:
         """Widen the window to hold ``px_ticks``; False if that would exceed ``max_levels``."""
@@ -210,7 +223,8 @@ class L2Book:
     def _recentre(self, px_ticks: int) -> None:
         """Lay a full-width window centred between the touch and ``px_ticks``."""
         ref = self._touch()
-        centre = px_ticks if ref is None else (ref + px_ticks) // 2
+        near = ref is not None and abs(px_ticks - ref) < self.max_levels // 2
+        centre = (ref + px_ticks) // 2 if near else px_ticks
         self._set_window(centre - self.max_levels // 2, self.max_levels)
 
     def _set_window(self, new_base: int, new_cap: int) -> None:
@@ -226,10 +240,12 @@ class L2Book:
             inside = (p >= lo) & (p < hi)
             new[p[inside] - lo] = arr[j[inside]]
             far.update(zip(p[~inside].tolist(), arr[j[~inside]].tolist()))
+            self.far_levels += int(np.count_nonzero(~inside))
             for pp in [pp for pp in far if lo <= pp < hi]:
                 new[pp - lo] = far.pop(pp)
         self.bid, self.ask = bid, ask
         self.st[nb.ST_BASE] = new_base
+        self.st[nb.ST_HAS_FAR] = 1 if (self._far_bid or self._far_ask) else 0
         jb = np.flatnonzero(bid)
         ja = np.flatnonzero(ask)
         self.st[nb.ST_BEST_BID] = jb[-1] if len(jb) else -1
@@ -239,6 +255,7 @@ class L2Book:
         """Empty the book (the window is kept)."""
         self._far_bid.clear()
         self._far_ask.clear()
+        self.st[nb.ST_HAS_FAR] = 0
         self.bid[:] = 0
         self.ask[:] = 0
         self.st[nb.ST_BEST_BID] = -1
@@ -248,20 +265,19 @@ class L2Book:
 
     # -- reading ---------------------------------------------------------------------------------------------------
     def top(self) -> TopOfBook:
-        """Best bid and ask; a side whose window is empty falls back on its overflow levels."""
+        """Best bid and ask over the window and the overflow maps."""
         if self.bid.shape[0] == 0:
             return TopOfBook(None, 0, None, 0)
         bpx, bq, apx, aq = nb.best_nb(self.bid, self.ask, self.st)
-        bpx, bq = (int(bpx), int(bq)) if bq else self._far_best(self._far_bid, max)
-        apx, aq = (int(apx), int(aq)) if aq else self._far_best(self._far_ask, min)
-        return TopOfBook(bpx, bq, apx, aq)
-
-    @staticmethod
-    def _far_best(far: dict[int, int], pick) -> tuple[int | None, int]:
-        if not far:
-            return None, 0
-        p = pick(far)
-        return p, far[p]
+        if self._far_bid:
+            fp = max(self._far_bid)
+            if not bq or fp > bpx:
+                bpx, bq = fp, self._far_bid[fp]
+        if self._far_ask:
+            fp = min(self._far_ask)
+            if not aq or fp < apx:
+                apx, aq = fp, self._far_ask[fp]
+        return TopOfBook(int(bpx) if bq else None, int(bq), int(apx) if aq else None, int(aq))
 
     def levels(self, n: int) -> np.ndarray:
         """int64[4, n]: bid px, bid qty, ask px, ask qty of the top ``n`` levels (empty slots: EMPTY_*_PX, 0)."""

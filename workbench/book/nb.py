@@ -47,6 +47,7 @@ __all__ = [
     "ST_ASK_STALE",
     "ST_N_OUT",
     "ST_CLEARS",
+    "ST_HAS_FAR",
     "ST_SIZE",
     "STATUS_DONE",
     "STATUS_OUT_OF_RANGE",
@@ -69,7 +70,8 @@ ST_BID_STALE = 5   # 1 while the bid side's best level is not known to be right 
 ST_ASK_STALE = 6
 ST_N_OUT = 7       # rows written to the output arrays so far
 ST_CLEARS = 8      # rows flagged CLEAR applied so far (the facade clears its overflow levels on a change)
-ST_SIZE = 9
+ST_HAS_FAR = 9     # 1 while the facade holds levels outside the window: removals there must reach it
+ST_SIZE = 10
 
 STATUS_DONE = 0
 STATUS_OUT_OF_RANGE = 1
@@ -112,6 +114,7 @@ def apply_events_nb(kind, side, px_ticks, qty_lots, flags, start, bid, ask, st, 
         f = flags[i]
         if f & F_CLEAR:
             st[ST_CLEARS] += 1
+            st[ST_HAS_FAR] = 0
             bid[:] = 0
             ask[:] = 0
             bb = -1
@@ -125,14 +128,14 @@ def apply_events_nb(kind, side, px_ticks, qty_lots, flags, start, bid, ask, st, 
             j = px_ticks[i] - base
             q = qty_lots[i]
             if j < 0 or j >= cap:
-                if absolute and q == 0:
-                    pass  # deleting a level the window never held: nothing to do, no need to grow
-                elif delta and k != K_ORDER_ADD:
-                    st[ST_CLAMPED] += 1  # removing size from a level the book never held
-                else:
+                adds = (absolute and q > 0) or k == K_ORDER_ADD
+                if adds or st[ST_HAS_FAR]:
                     st[ST_BEST_BID] = bb
                     st[ST_BEST_ASK] = ba
                     return STATUS_OUT_OF_RANGE, i
+                if delta and q > 0:
+                    st[ST_CLAMPED] += 1  # removing size from a level the book never held
+                # else: deleting a level the book never held: nothing to do, no need to grow
             else:
                 if s > 0:
                     old = bid[j]
