@@ -1,0 +1,171 @@
+"""The ``workbench`` command line.
+
+``workbench replay [PATH ...]``   replay a recording; print book and signal statistics (the main job for now)
+``workbench book PATH ... --format lobster|binance -o OUT.csv``   rebuild the book of a recording, row by row
+
+Errors in the input files end the command with a one-line message on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from workbench.book.book import L2Book
+from workbench.enums import F_BATCH_END, K_DEPTH
+from workbench.exceptions import ConfigError, DataError
+from workbench.instrument import Instrument
+
+__all__ = ["main", "default_recording"]
+
+EXIT_INPUT = 2
+
+
+def default_recording() -> list[Path] | None:
+    """The Binance spot capture in ``../shared/data`` beside the repository (or ``$WORKBENCH_DATA``), if present."""
+    import os
+
+    root = Path(os.environ.get("WORKBENCH_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+    files = sorted((root / "binance" / "spot").glob("btcusdt_*.gz"))
+    return files or None
+
+
+def _instrument(args, fallback_symbol: str = "X") -> Instrument | None:
+    if args.tick_size is None and args.lot_size is None:
+        return None
+    if args.tick_size is None or args.lot_size is None:
+        raise ConfigError("pass both --tick-size and --lot-size")
+    return Instrument(args.symbol or fallback_symbol, args.tick_size, args.lot_size)
+
+
+def _out(path: str):
+    return sys.stdout if path == "-" else open(path, "w", newline="")
+
+
+# -- book ----------------------------------------------------------------------------------------------------------
+def _book_lobster(args) -> int:
+    from workbench.data.lobster import iter_lobster_messages
+    from workbench.data.lobster_book import iter_level1_rows
+    from workbench.stats import ReadStats
+
+    if len(args.paths) != 1:
+        raise ConfigError("--format lobster takes one message file")
+    stats = ReadStats()
+    book = L2Book()
+    chunks = iter_lobster_messages(args.paths[0], instrument=_instrument(args, "LOBSTER"), stats=stats)
+    rows = 0
+    with _out(args.output) as f:
+        for out in iter_level1_rows(chunks, book):
+            np.savetxt(f, out, fmt="%d", delimiter=",")
+            rows += len(out)
+    stale_b, stale_a = book.stale
+    print(
+        f"messages={rows} malformed={stats['malformed']} clamped={book.n_clamped} crossed={book.n_crossed} "
+        f"stale_at_end=bid:{int(stale_b)},ask:{int(stale_a)}",
+        file=sys.stderr,
+    )
+    for p in stats.problems:
+        print(f"  {p}", file=sys.stderr)
+    return 0
+
+
+def _book_binance(args) -> int:
+    from workbench.data.binance import BinanceCapture
+
+    reader = BinanceCapture(args.paths, instrument=_instrument(args))
+    ins = reader.instrument
+    book = L2Book()
+    px_s, qty_s = ins.ticks_to_str, ins.lots_to_str
+    with _out(args.output) as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["update_id", "bid_px", "bid_qty", "ask_px", "ask_qty"])
+        for ev in reader:
+            rec = book.replay(ev, 1)
+            keep = ev["kind"][rec.event_ix] == K_DEPTH  # batch ends of applied diffs (not snapshots, trades)
+            ids = ev["id"][rec.event_ix][keep]
+            lv = rec.levels[keep, :, 0]
+            for uid, (bp, bq, ap, aq) in zip(ids.tolist(), lv.tolist()):
+                w.writerow(
+                    [uid, px_s(bp) if bq else "", qty_s(bq) if bq else "", px_s(ap) if aq else "", qty_s(aq) if aq else ""]
+                )
+    st = reader.stats
+    dropped = st["diffs"] - st["diffs_applied"]
+    checked = st["bbo_checked"]
+    print(
+        f"{ins.symbol} ({reader.market}, tick {ins.tick_size}, lot {ins.lot_size}): diffs={st['diffs']} "
+        f"applied={st['diffs_applied']} dropped={dropped} gaps={st['gaps']} resyncs={st['resyncs']} "
+        f"crossed={st['crossed']} malformed={st['malformed']} truncated={st['truncated']} "
+        f"in_sync_at_end={int(reader.sync.in_sync)} bbo_match={st['bbo_matched']}/{checked}"
+        + (f" ({100 * st['bbo_matched'] / checked:.3f}%)" if checked else ""),
+        file=sys.stderr,
+    )
+    for p in st.problems:
+        print(f"  {p}", file=sys.stderr)
+    return 0
+
+
+def cmd_book(args) -> int:
+    return _book_lobster(args) if args.format == "lobster" else _book_binance(args)
+
+
+# -- replay (main job) ---------------------------------------------------------------------------------------------
+def cmd_replay(args) -> int:
+    from workbench.data.replay_stats import replay_binance
+
+    paths = [Path(p) for p in args.paths] or default_recording()
+    if not paths:
+        print(
+            "workbench replay: no recording given and none found in ../shared/data/binance/spot "
+            "(set WORKBENCH_DATA or pass capture files)",
+            file=sys.stderr,
+        )
+        return EXIT_INPUT
+    t0 = time.perf_counter()
+    report = replay_binance(paths, instrument=_instrument(args))
+    report.elapsed_s = time.perf_counter() - t0
+    print(report.render())
+    return 0
+
+
+# -- entry point ---------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="workbench", description="Jupyter-native workbench for micro-trading")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def instrument_opts(sp):
+        sp.add_argument("--tick-size", help="price increment, e.g. 0.01 (default: known or inferred)")
+        sp.add_argument("--lot-size", help="size increment, e.g. 0.00001 (default: known or inferred)")
+        sp.add_argument("--symbol", help="symbol name when --tick-size/--lot-size are given")
+
+    b = sub.add_parser("book", help="rebuild the order book of a recording, one row per message or diff")
+    b.add_argument("paths", nargs="+", help="LOBSTER message file, or consecutive Binance capture files")
+    b.add_argument("--format", required=True, choices=["lobster", "binance"])
+    b.add_argument("-o", "--output", required=True, help="output CSV ('-' for stdout)")
+    instrument_opts(b)
+    b.set_defaults(func=cmd_book)
+
+    r = sub.add_parser("replay", help="replay a Binance capture and print book and signal statistics")
+    r.add_argument("paths", nargs="*", help="capture files (default: the spot BTCUSDT capture in ../shared/data)")
+    instrument_opts(r)
+    r.set_defaults(func=cmd_replay)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (DataError, ConfigError) as exc:
+        print(f"workbench {args.command}: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except BrokenPipeError:  # e.g. piped into head
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
