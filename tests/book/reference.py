@@ -20,6 +20,7 @@ class RefBook:
         self.asks: dict[int, int] = {}
         self.crossed = 0
         self.clamped = 0
+        self.uncrossed = 0
 
     def best(self):
         bb = max(self.bids) if self.bids else None
@@ -53,6 +54,11 @@ class RefBook:
                     book[px] = new
                 else:
                     book.pop(px, None)
+            if kind == K_ORDER_ADD and qty > 0:
+                other = self.asks if side > 0 else self.bids
+                for p in [p for p in other if (p <= px if side > 0 else p >= px)]:
+                    del other[p]
+                    self.uncrossed += 1
         if flags & F_BATCH_END:
             bb, _, ba, _ = self.best()
             if bb is not None and ba is not None and bb >= ba:

@@ -139,12 +139,15 @@ class L2Book:
                 self._far_ask.clear()
             if status == nb.STATUS_OUT_OF_RANGE:
                 k, s, p, q = int(kind[i]), int(side[i]), int(px[i]), int(qty[i])
-                adds = (q > 0 and k in (K_DEPTH, K_SNAPSHOT)) or k == K_ORDER_ADD
+                adds = q > 0 and k in (K_DEPTH, K_SNAPSHOT, K_ORDER_ADD)
                 if not adds or self._is_deep(s, p):
                     self._far_apply(k, s, p, q)
                     self._skip_one(events, i, out_ix, out_lv)
                     i += 1
-                elif not self._grow_to(p):
+                    continue
+                if k == K_ORDER_ADD:
+                    self._uncross_far(s, p)
+                if not self._grow_to(p):
                     self._recentre(p)
                 continue
             if status == nb.STATUS_CROSSED:
@@ -202,6 +205,17 @@ class L2Book:
         else:
             far.pop(px_ticks, None)
         self.st[nb.ST_HAS_FAR] = 1 if (self._far_bid or self._far_ask) else 0
+
+    def _uncross_far(self, side: int, px_ticks: int) -> None:
+        """The phantom rule of the kernel (an added order cannot rest through the opposite side) for overflow levels."""
+        far = self._far_ask if side > 0 else self._far_bid
+        gone = [p for p in far if (p <= px_ticks if side > 0 else p >= px_ticks)]
+        for p in gone:
+            del far[p]
+        if gone:
+            self.st[nb.ST_UNCROSSED] += len(gone)
+            self.st[nb.ST_ASK_STALE if side > 0 else nb.ST_BID_STALE] = 1
+            self.st[nb.ST_HAS_FAR] = 1 if (self._far_bid or self._far_ask) else 0
 
     def _grow_to(self, px_ticks: int) -> bool:
         """Widen the window to hold ``px_ticks``; False if that would exceed ``max_levels``."""
@@ -319,6 +333,11 @@ class L2Book:
     def n_clamped(self) -> int:
         """Order-level deltas that removed more size than the book held."""
         return int(self.st[nb.ST_CLAMPED])
+
+    @property
+    def n_uncrossed(self) -> int:
+        """Opposite levels removed because an order-level add went through them (see :mod:`workbench.book.nb`)."""
+        return int(self.st[nb.ST_UNCROSSED])
 
     @property
     def stale(self) -> tuple[bool, bool]:

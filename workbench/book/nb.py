@@ -15,7 +15,10 @@ flagged CLEAR empties the book first. Order-level rows are deltas: ORDER_ADD add
 ORDER_EXEC remove (clamped at 0, counted in ``ST_CLAMPED``: the book did not know that much size). Other kinds leave
 the book unchanged. When a delta empties the best level of a side, that side is marked *stale*: the book only knows
 the levels it was told about, and a level-1 source (LOBSTER level 1) never reports the level behind the best. A side
-is trusted again once an ORDER_ADD opens a price better than its current best. Absolute sources never go stale.
+is trusted again once an ORDER_ADD opens a price better than its current best. An ORDER_ADD at or through the best
+opposite price proves those opposite levels are phantoms (a resting order cannot cross a real one): they are
+removed, counted in ``ST_UNCROSSED``, and that side is marked stale. Absolute sources never go stale, and a crossed
+book from them is reported (``ST_CROSSED``), not repaired: it means lost input.
 
 After each row flagged BATCH_END (the end of one venue message) the book is consistent: it is checked for a crossed
 book (best bid >= best ask) and, when asked, the top ``n`` levels are recorded.
@@ -48,6 +51,7 @@ __all__ = [
     "ST_N_OUT",
     "ST_CLEARS",
     "ST_HAS_FAR",
+    "ST_UNCROSSED",
     "ST_SIZE",
     "STATUS_DONE",
     "STATUS_OUT_OF_RANGE",
@@ -71,7 +75,8 @@ ST_ASK_STALE = 6
 ST_N_OUT = 7       # rows written to the output arrays so far
 ST_CLEARS = 8      # rows flagged CLEAR applied so far (the facade clears its overflow levels on a change)
 ST_HAS_FAR = 9     # 1 while the facade holds levels outside the window: removals there must reach it
-ST_SIZE = 10
+ST_UNCROSSED = 10  # opposite levels removed because a new order was added through them (phantoms)
+ST_SIZE = 11
 
 STATUS_DONE = 0
 STATUS_OUT_OF_RANGE = 1
@@ -154,6 +159,16 @@ def apply_events_nb(kind, side, px_ticks, qty_lots, flags, start, bid, ask, st, 
                     if new > 0:
                         if j > bb:
                             bb = j
+                        if k == K_ORDER_ADD and q > 0:
+                            # a resting order cannot cross a real level: asks at or below it are phantoms
+                            while ba >= 0 and ba <= j:
+                                ask[ba] = 0
+                                st[ST_UNCROSSED] += 1
+                                st[ST_ASK_STALE] = 1
+                                jj = ba + 1
+                                while jj < cap and ask[jj] == 0:
+                                    jj += 1
+                                ba = jj if jj < cap else -1
                     elif j == bb:
                         if delta:
                             st[ST_BID_STALE] = 1
@@ -178,6 +193,15 @@ def apply_events_nb(kind, side, px_ticks, qty_lots, flags, start, bid, ask, st, 
                     if new > 0:
                         if ba < 0 or j < ba:
                             ba = j
+                        if k == K_ORDER_ADD and q > 0:
+                            while bb >= 0 and bb >= j:
+                                bid[bb] = 0
+                                st[ST_UNCROSSED] += 1
+                                st[ST_BID_STALE] = 1
+                                jj = bb - 1
+                                while jj >= 0 and bid[jj] == 0:
+                                    jj -= 1
+                                bb = jj
                     elif j == ba:
                         if delta:
                             st[ST_ASK_STALE] = 1
