@@ -30,6 +30,11 @@ class ReadStats:
         if len(self.problems) < self.max_problems:
             self.problems.append(f"{where}: {name}: {why}")
 
+    def note(self, where: str, why: str) -> None:
+        """Remember where something already counted happened (a gap, a crossed book), within ``max_problems``."""
+        if len(self.problems) < self.max_problems:
+            self.problems.append(f"{where}: {why}")
+
     def __getitem__(self, name: str) -> int:
         return self.counts[name]
 

@@ -1,9 +1,9 @@
 """L2 order book: a thin Python facade over the kernels of :mod:`workbench.book.nb`.
 
 The facade owns the arrays of a dense price window and moves or widens it when an event falls outside, so the book
-works for any price range with bounded memory: the window is at most ``max_levels`` ticks wide and stays centred on
-the touch; a level farther than half of that from the touch (a bid at a quarter of the price, say, which real spot
-books have) is kept exactly in a sparse overflow map instead. Overflow levels are part of :meth:`L2Book.side_levels`
+works for any price range with bounded memory: the window is at most ``max_levels`` ticks wide and follows the
+touch; a level behind the touch farther than half of that (a bid at a quarter of the price, say, which real spot
+books have), or one that does not fit a full-width window, is kept exactly in a sparse overflow map instead. Overflow levels are part of :meth:`L2Book.side_levels`
 and of :meth:`L2Book.top`; the top-N, depth and crossed-book kernels read the window, which holds the touch of any
 uncrossed book.
 """
@@ -140,7 +140,7 @@ class L2Book:
             if status == nb.STATUS_OUT_OF_RANGE:
                 k, s, p, q = int(kind[i]), int(side[i]), int(px[i]), int(qty[i])
                 adds = q > 0 and k in (K_DEPTH, K_SNAPSHOT, K_ORDER_ADD)
-                if not adds or self._is_deep(s, p):
+                if not adds or self._is_deep(s, p) or (self._behind_touch(s, p) and not self._can_grow_to(p)):
                     self._far_apply(k, s, p, q)
                     self._skip_one(events, i, out_ix, out_lv)
                     i += 1
@@ -217,6 +217,16 @@ class L2Book:
             self.st[nb.ST_ASK_STALE if side > 0 else nb.ST_BID_STALE] = 1
             self.st[nb.ST_HAS_FAR] = 1 if (self._far_bid or self._far_ask) else 0
 
+    def _behind_touch(self, side: int, px_ticks: int) -> bool:
+        """Only the touch moves a full-width window: a level behind it that does not fit goes to overflow (levels
+        far out on both sides would otherwise pull the window back and forth)."""
+        ref = self._touch()
+        return ref is not None and (px_ticks < ref if side > 0 else px_ticks > ref)
+
+    def _can_grow_to(self, px_ticks: int) -> bool:
+        base, cap = int(self.st[nb.ST_BASE]), self.bid.shape[0]
+        return max(base + cap - 1, px_ticks) - min(base, px_ticks) + 1 <= self.max_levels
+
     def _grow_to(self, px_ticks: int) -> bool:
         """Widen the window to hold ``px_ticks``; False if that would exceed ``max_levels``."""
         cap = self.bid.shape[0]
@@ -262,6 +272,8 @@ class L2Book:
         self.st[nb.ST_HAS_FAR] = 1 if (self._far_bid or self._far_ask) else 0
         jb = np.flatnonzero(bid)
         ja = np.flatnonzero(ask)
+        self.st[nb.ST_N_BID] = len(jb)
+        self.st[nb.ST_N_ASK] = len(ja)
         self.st[nb.ST_BEST_BID] = jb[-1] if len(jb) else -1
         self.st[nb.ST_BEST_ASK] = ja[0] if len(ja) else -1
 
@@ -272,6 +284,8 @@ class L2Book:
         self.st[nb.ST_HAS_FAR] = 0
         self.bid[:] = 0
         self.ask[:] = 0
+        self.st[nb.ST_N_BID] = 0
+        self.st[nb.ST_N_ASK] = 0
         self.st[nb.ST_BEST_BID] = -1
         self.st[nb.ST_BEST_ASK] = -1
         self.st[nb.ST_BID_STALE] = 0

@@ -52,6 +52,8 @@ __all__ = [
     "ST_CLEARS",
     "ST_HAS_FAR",
     "ST_UNCROSSED",
+    "ST_N_BID",
+    "ST_N_ASK",
     "ST_SIZE",
     "STATUS_DONE",
     "STATUS_OUT_OF_RANGE",
@@ -76,7 +78,9 @@ ST_N_OUT = 7       # rows written to the output arrays so far
 ST_CLEARS = 8      # rows flagged CLEAR applied so far (the facade clears its overflow levels on a change)
 ST_HAS_FAR = 9     # 1 while the facade holds levels outside the window: removals there must reach it
 ST_UNCROSSED = 10  # opposite levels removed because a new order was added through them (phantoms)
-ST_SIZE = 11
+ST_N_BID = 11      # non-empty bid levels in the window: an emptied side is known without scanning the window
+ST_N_ASK = 12
+ST_SIZE = 13
 
 STATUS_DONE = 0
 STATUS_OUT_OF_RANGE = 1
@@ -120,6 +124,8 @@ def apply_events_nb(kind, side, px_ticks, qty_lots, flags, start, bid, ask, st, 
         if f & F_CLEAR:
             st[ST_CLEARS] += 1
             st[ST_HAS_FAR] = 0
+            st[ST_N_BID] = 0
+            st[ST_N_ASK] = 0
             bid[:] = 0
             ask[:] = 0
             bb = -1
@@ -156,6 +162,10 @@ def apply_events_nb(kind, side, px_ticks, qty_lots, flags, start, bid, ask, st, 
                             st[ST_CLAMPED] += 1
                             new = 0
                     bid[j] = new
+                    if old == 0 and new > 0:
+                        st[ST_N_BID] += 1
+                    elif old > 0 and new == 0:
+                        st[ST_N_BID] -= 1
                     if new > 0:
                         if j > bb:
                             bb = j
@@ -163,19 +173,20 @@ def apply_events_nb(kind, side, px_ticks, qty_lots, flags, start, bid, ask, st, 
                             # a resting order cannot cross a real level: asks at or below it are phantoms
                             while ba >= 0 and ba <= j:
                                 ask[ba] = 0
+                                st[ST_N_ASK] -= 1
                                 st[ST_UNCROSSED] += 1
                                 st[ST_ASK_STALE] = 1
                                 jj = ba + 1
-                                while jj < cap and ask[jj] == 0:
+                                while st[ST_N_ASK] > 0 and jj < cap and ask[jj] == 0:
                                     jj += 1
-                                ba = jj if jj < cap else -1
+                                ba = jj if (st[ST_N_ASK] > 0 and jj < cap) else -1
                     elif j == bb:
                         if delta:
                             st[ST_BID_STALE] = 1
                         jj = j - 1
-                        while jj >= 0 and bid[jj] == 0:
+                        while st[ST_N_BID] > 0 and jj >= 0 and bid[jj] == 0:
                             jj -= 1
-                        bb = jj
+                        bb = jj if st[ST_N_BID] > 0 else -1
                 else:
                     old = ask[j]
                     if absolute:
@@ -190,25 +201,30 @@ def apply_events_nb(kind, side, px_ticks, qty_lots, flags, start, bid, ask, st, 
                             st[ST_CLAMPED] += 1
                             new = 0
                     ask[j] = new
+                    if old == 0 and new > 0:
+                        st[ST_N_ASK] += 1
+                    elif old > 0 and new == 0:
+                        st[ST_N_ASK] -= 1
                     if new > 0:
                         if ba < 0 or j < ba:
                             ba = j
                         if k == K_ORDER_ADD and q > 0:
                             while bb >= 0 and bb >= j:
                                 bid[bb] = 0
+                                st[ST_N_BID] -= 1
                                 st[ST_UNCROSSED] += 1
                                 st[ST_BID_STALE] = 1
                                 jj = bb - 1
-                                while jj >= 0 and bid[jj] == 0:
+                                while st[ST_N_BID] > 0 and jj >= 0 and bid[jj] == 0:
                                     jj -= 1
-                                bb = jj
+                                bb = jj if st[ST_N_BID] > 0 else -1
                     elif j == ba:
                         if delta:
                             st[ST_ASK_STALE] = 1
                         jj = j + 1
-                        while jj < cap and ask[jj] == 0:
+                        while st[ST_N_ASK] > 0 and jj < cap and ask[jj] == 0:
                             jj += 1
-                        ba = jj if jj < cap else -1
+                        ba = jj if (st[ST_N_ASK] > 0 and jj < cap) else -1
         if f & F_BATCH_END:
             crossed = bb >= 0 and ba >= 0 and bb >= ba
             if crossed:

@@ -120,10 +120,17 @@ class BookSync:
         self.stats.add("diffs_applied")
         return [d]
 
-    def resync(self, reason: str = "crossed") -> None:
-        """The caller found the book inconsistent: forget it and wait for a new snapshot."""
+    def resync(self, reason: str = "crossed", requeue: list[Diff] = ()) -> None:
+        """The caller found the book inconsistent: forget it and wait for a new snapshot.
+
+        ``requeue``: diffs this machine had accepted but the caller did not apply (they followed the bad one in
+        one batch); they are buffered again for the next snapshot and no longer count as applied.
+        """
         self.stats.add(f"resync_{reason}")
         self._lose_sync()
+        if requeue:
+            self.stats.add("diffs_applied", -len(requeue))
+            self._buffer.extend(requeue)
 
     def finish(self) -> None:
         """End of stream: count what was buffered and never applied."""

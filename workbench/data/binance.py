@@ -37,7 +37,7 @@ import numpy as np
 import orjson
 
 from workbench.book.book import L2Book
-from workbench.book.sync import BookSync, Diff
+from workbench.book.sync import BookSync, Diff, SyncState
 from workbench.enums import (
     ASK,
     BID,
@@ -76,6 +76,25 @@ def _open(path: Path):
     except OSError as exc:
         raise DataError(f"{path}: cannot open: {exc.strerror or exc}") from exc
     return gzip.GzipFile(fileobj=f, mode="rb") if magic == _GZIP_MAGIC else f
+
+
+def _memo(convert, max_size: int = 1 << 16):
+    """``convert`` with a bounded memo of its results; errors are raised each time and never remembered."""
+    cache: dict = {}
+    get = cache.get
+
+    def memo(text):
+        v = get(text)
+        if v is None:
+            if not isinstance(text, str):
+                raise ValueError(f"expected a decimal string, got {text!r}")
+            v = convert(text)
+            if len(cache) >= max_size:
+                cache.clear()
+            cache[text] = v
+        return v
+
+    return memo
 
 
 def _split(line: bytes) -> tuple[int, dict]:
@@ -209,6 +228,9 @@ class BinanceCapture:
             self.market = infer_instrument(self.paths)[0]
         self.instrument = instrument
         self.symbol = instrument.symbol
+        # The same few thousand price and size strings recur all day: remember their exact conversions.
+        self._tick = _memo(instrument.px_to_ticks)
+        self._lot = _memo(instrument.qty_to_lots)
         self.chunk_rows = int(chunk_rows)
         self.stats = stats if stats is not None else ReadStats()
         self.sync = BookSync(max_buffer=max_buffer, stats=self.stats)
@@ -217,6 +239,9 @@ class BinanceCapture:
         self._offset_ns = 0  # last seen exchange - receive time
         self._tickers: deque = deque(maxlen=4096)  # recent bookTickers (id, bid px, bid qty, ask px, ask qty)
         self._pending: deque = deque()  # (u, top of book) of applied diffs awaiting their ticker check
+        self._where = ""  # file:line being read, for problem reports
+        self._lost_reported = False  # a CLEAR|GAP row was emitted since the last applied snapshot
+        self._last_applied = -1
 
     # -- iteration --------------------------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -229,6 +254,7 @@ class BinanceCapture:
                     for raw in f:
                         lineno += 1
                         st.add("lines")
+                        self._where = f"{name}:{lineno}"
                         try:
                             self._line(raw)
                         except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
@@ -292,7 +318,7 @@ class BinanceCapture:
         return True
 
     def _levels(self, side: int, levels, kind: int, ts_exch: int, ts_local: int, ids: tuple, rows: list) -> None:
-        tick, lot = self.instrument.px_to_ticks, self.instrument.qty_to_lots
+        tick, lot = self._tick, self._lot
         first_id, last_id, prev_id = ids
         for p, q in levels:
             qty = lot(q)
@@ -316,8 +342,10 @@ class BinanceCapture:
         if not rows:
             rows.append((ts_exch, ts_local, K_DEPTH, 0, 0, 0, 0, last, first, ids[2]))  # keeps the id chain
         self.stats.add("diffs")
-        for d in self.sync.on_diff(Diff(first, last, prev, rows)):
-            self._apply_diff(d)
+        was_synced = self.sync.state != SyncState.AWAIT_SNAPSHOT
+        self._apply_all(self.sync.on_diff(Diff(first, last, prev, rows)))
+        if was_synced and self.sync.state == SyncState.AWAIT_SNAPSHOT and not self._lost_reported:
+            self._lose_sync(ts_exch, ts_local, first, last, f"gap: U={first} pu={prev} after u={self._last_applied}")
 
     def _snapshot(self, ts_local: int, obj: dict) -> None:
         last = int(obj["lastUpdateId"])
@@ -331,30 +359,43 @@ class BinanceCapture:
         apply, diffs = self.sync.on_snapshot(last)
         if not apply:
             return
+        self._lost_reported = False
+        self._last_applied = last
         if not rows:
             rows.append((ts_exch, ts_local, K_SNAPSHOT, 0, 0, 0, 0, last, last, -1))
         r0 = rows[0]
         rows[0] = r0[:4] + (F_CLEAR | (F_RESYNC if resync else 0),) + r0[5:]
-        self._emit_batch(rows, check=False)
-        for d in diffs:
-            self._apply_diff(d)
+        self._emit_batch(rows)
+        self._apply_all(diffs)
+        if self.sync.state == SyncState.AWAIT_SNAPSHOT and not self._lost_reported:
+            # the chain broke inside the diffs buffered before this snapshot
+            self._lose_sync(ts_exch, ts_local, last, last, "gap in the diffs buffered before the snapshot")
 
-    def _apply_diff(self, d: Diff) -> None:
-        self._emit_batch(d.payload, check=True)
-        if self.book.crossed:
-            # A consistent id chain cannot produce a crossed book: the input is wrong, so is the book.
-            self.stats.add("crossed")
-            self.sync.resync("crossed")
-            self._rows.append((d.payload[-1][0], d.payload[-1][1], K_DEPTH, 0, F_CLEAR | F_GAP, 0, 0, d.last_id, d.first_id, -1))
-            self.book.clear()
-            return
-        t = self.book.top()
-        self._pending.append((d.last_id, (t.bid_px_ticks, t.bid_qty_lots, t.ask_px_ticks, t.ask_qty_lots)))
-        if len(self._pending) > 100_000:  # no tickers in this capture: do not hold on to every diff
-            self._pending.popleft()
-            self.stats.add("bbo_unchecked")
+    def _apply_all(self, diffs: list[Diff]) -> None:
+        for k, d in enumerate(diffs):
+            self._emit_batch(d.payload)
+            self._last_applied = d.last_id
+            if self.book.crossed:
+                # A consistent id chain cannot produce a crossed book: the input is wrong, so is the book.
+                self.stats.add("crossed")
+                self.sync.resync("crossed", requeue=diffs[k + 1 :])
+                last = d.payload[-1]
+                self._lose_sync(last[0], last[1], d.first_id, d.last_id, f"crossed book after u={d.last_id}")
+                return
+            t = self.book.top()
+            self._pending.append((d.last_id, (t.bid_px_ticks, t.bid_qty_lots, t.ask_px_ticks, t.ask_qty_lots)))
+            if len(self._pending) > 100_000:  # no tickers in this capture: do not hold on to every diff
+                self._pending.popleft()
+                self.stats.add("bbo_unchecked")
 
-    def _emit_batch(self, rows: list[tuple], *, check: bool) -> None:
+    def _lose_sync(self, ts_exch: int, ts_local: int, first_id: int, last_id: int, why: str) -> None:
+        """The book is unknown from here: tell downstream books (CLEAR|GAP row), forget ours, say where."""
+        self._rows.append((ts_exch, ts_local, K_DEPTH, 0, F_CLEAR | F_GAP, 0, 0, last_id, first_id, -1))
+        self.book.clear()
+        self._lost_reported = True
+        self.stats.note(self._where, f"out of sync: {why}")
+
+    def _emit_batch(self, rows: list[tuple]) -> None:
         last = rows[-1]
         rows[-1] = last[:4] + (last[4] | F_BATCH_END,) + last[5:]
         self._rows.extend(rows)
@@ -363,7 +404,7 @@ class BinanceCapture:
     def _ticker(self, ts_local: int, data: dict) -> None:
         if not self._same_symbol(data):
             return
-        tick, lot = self.instrument.px_to_ticks, self.instrument.qty_to_lots
+        tick, lot = self._tick, self._lot
         uid = int(data["u"])
         bpx, bq, apx, aq = tick(data["b"]), lot(data["B"]), tick(data["a"]), lot(data["A"])
         if bq < 0 or aq < 0:
@@ -391,8 +432,8 @@ class BinanceCapture:
     def _trade(self, ts_local: int, data: dict) -> None:
         if not self._same_symbol(data):
             return
-        px = self.instrument.px_to_ticks(data["p"])
-        qty = self.instrument.qty_to_lots(data["q"])
+        px = self._tick(data["p"])
+        qty = self._lot(data["q"])
         if qty <= 0:
             raise ValueError(f"non-positive trade quantity {data['q']!r}")
         maker = data["m"]
