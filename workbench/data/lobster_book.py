@@ -16,14 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workbench.book import nb
 from workbench.book.book import L2Book
+from workbench.data.lobster import LOBSTER_EMPTY_ASK_PX, LOBSTER_EMPTY_BID_PX
 from workbench.enums import F_BATCH_END, K_DEPTH, K_ORDER_CANCEL, K_ORDER_DELETE, K_ORDER_EXEC
 
-__all__ = ["LOBSTER_EMPTY_ASK_PX", "LOBSTER_EMPTY_BID_PX", "level1_rows", "iter_level1_rows", "Level1Check", "check_level1", "transition_rows"]
+__all__ = ["level1_rows", "iter_level1_rows", "Level1Check", "check_level1", "transition_rows"]
 
-LOBSTER_EMPTY_ASK_PX = 9_999_999_999
-LOBSTER_EMPTY_BID_PX = -9_999_999_999
 
 
 def level1_rows(book: L2Book, events: np.ndarray) -> np.ndarray:
@@ -135,6 +133,3 @@ def check_level1(ours: np.ndarray, expected: np.ndarray, events: np.ndarray) -> 
         emptying=int(empties.sum()),
     )
 
-
-# the kernel's empty-side prices, for callers converting rows themselves
-EMPTY_BID_PX, EMPTY_ASK_PX = nb.EMPTY_BID_PX, nb.EMPTY_ASK_PX

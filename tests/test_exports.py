@@ -1,0 +1,41 @@
+"""The public API, pinned: a name added or removed here is a decision, not an accident."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+PUBLIC = {
+    "workbench": [
+        "ConfigError", "DataError", "EventFlag", "EventKind", "Instrument", "Side", "TradingStatus",
+        "UnrecognisedFormatError", "WorkbenchError", "empty_events", "event_dt",
+    ],
+    "workbench.book": ["BookRecord", "BookSync", "Diff", "L2Book", "SyncState", "TopOfBook"],
+    "workbench.data": [
+        "BinanceCapture", "ParquetRecorder", "ReadStats", "check_level1", "infer_instrument", "iter_equity_quotes",
+        "iter_equity_ticks", "iter_equity_trades", "iter_lobster_messages", "iter_lobster_orderbook",
+        "level1_rows", "read_events", "read_instrument", "write_events",
+    ],
+    "workbench.instrument": ["Instrument", "decimal_to_int", "int_to_decimal"],
+    "workbench.cli": ["main", "default_recording"],
+}
+
+
+@pytest.mark.parametrize("module", sorted(PUBLIC))
+def test_public_names(module):
+    mod = importlib.import_module(module)
+    assert sorted(mod.__all__) == sorted(PUBLIC[module])
+    for name in mod.__all__:
+        assert hasattr(mod, name), f"{module}.{name} is listed but missing"
+
+
+def test_every_all_resolves():
+    import pkgutil
+
+    import workbench
+
+    for info in pkgutil.walk_packages(workbench.__path__, "workbench."):
+        mod = importlib.import_module(info.name)
+        for name in getattr(mod, "__all__", []):
+            assert hasattr(mod, name), f"{info.name}.{name}"
