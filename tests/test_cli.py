@@ -118,3 +118,32 @@ def test_console_script_runs():
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "workbench.cli"]
     res = subprocess.run(cmd + ["--help"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and "book" in res.stdout and "replay" in res.stdout
+
+
+@pytest.mark.parametrize("fmt", ["binance", "lobster", "equity"])
+def test_convert_writes_the_same_events_to_parquet(shared_data, tmp_path, capsys, fmt):
+    import pandas as pd
+
+    from workbench.data import read_events, read_instrument
+    from workbench.data.equity import iter_equity_ticks
+    from workbench.data.parquet import FORMAT_VERSION  # noqa: F401  (the format is versioned)
+
+    paths = {
+        "binance": [shared_data / "binance" / "usdm" / "btcusdt_20240808.gz"],
+        "lobster": [shared_data / AMZN.format("message")],
+        "equity": [shared_data / "equity_ticks" / "ibm" / "20131007_quote.zip",
+                   shared_data / "equity_ticks" / "ibm" / "20131007_trade.zip"],
+    }[fmt]
+    out = tmp_path / "events.parquet"
+    assert main(["convert", *map(str, paths), "--format", fmt, "-o", str(out)]) == 0
+    got = np.concatenate(list(read_events(out)))
+    if fmt == "binance":
+        want = BinanceCapture(paths[0]).events()
+    elif fmt == "lobster":
+        want = np.concatenate(list(iter_lobster_messages(paths[0])))
+    else:
+        want = np.concatenate(list(iter_equity_ticks(*paths, classify="quote")))
+    assert np.array_equal(got, want)
+    assert read_instrument(out).symbol in {"BTCUSDT", "AMZN", "IBM"}
+    assert len(pd.read_parquet(out)) == len(want)
+    assert f"{len(want)} events" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 ``workbench replay [PATH ...]``   replay a recording; print book and signal statistics (the main job for now)
 ``workbench book PATH ... --format lobster|binance -o OUT.csv``   rebuild the book of a recording, row by row
+``workbench convert PATH ... --format binance|lobster|equity -o OUT.parquet``   the workbench's recording format
 
 Errors in the input files end the command with a one-line message on stderr and exit status 2.
 """
@@ -113,6 +114,40 @@ def cmd_book(args) -> int:
     return _book_lobster(args) if args.format == "lobster" else _book_binance(args)
 
 
+# -- convert -------------------------------------------------------------------------------------------------------
+def cmd_convert(args) -> int:
+    from workbench.data.parquet import write_events
+    from workbench.stats import ReadStats
+
+    stats = ReadStats()
+    ins = _instrument(args)
+    if args.format == "binance":
+        from workbench.data.binance import BinanceCapture
+
+        reader = BinanceCapture(args.paths, instrument=ins, stats=stats)
+        chunks, ins = reader, reader.instrument
+    elif args.format == "lobster":
+        from workbench.data.lobster import iter_lobster_messages, lobster_instrument
+
+        if len(args.paths) != 1:
+            raise ConfigError("--format lobster takes one message file")
+        ins = ins or lobster_instrument(args.paths[0])
+        chunks = iter_lobster_messages(args.paths[0], instrument=ins, stats=stats)
+    else:
+        from workbench.data.equity import equity_instrument, iter_equity_ticks
+
+        if len(args.paths) != 2:
+            raise ConfigError("--format equity takes a quote zip and a trade zip")
+        ins = ins or equity_instrument(args.paths[0])
+        chunks = iter_equity_ticks(args.paths[0], args.paths[1], instrument=ins, stats=stats, classify="quote")
+    n = write_events(args.output, chunks, instrument=ins, source=" ".join(Path(p).name for p in args.paths))
+    print(f"{args.output}: {n} events ({ins.symbol}, tick {ins.tick_size}, lot {ins.lot_size}); {stats.summary()}",
+          file=sys.stderr)
+    for p in stats.problems:
+        print(f"  {p}", file=sys.stderr)
+    return 0
+
+
 # -- replay (main job) ---------------------------------------------------------------------------------------------
 def cmd_replay(args) -> int:
     from workbench.data.replay_stats import replay_binance
@@ -148,6 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("-o", "--output", required=True, help="output CSV ('-' for stdout)")
     instrument_opts(b)
     b.set_defaults(func=cmd_book)
+
+    c = sub.add_parser("convert", help="convert a recording into the workbench's Parquet events")
+    c.add_argument("paths", nargs="+", help="Binance captures | a LOBSTER message file | equity quote and trade zips")
+    c.add_argument("--format", required=True, choices=["binance", "lobster", "equity"])
+    c.add_argument("-o", "--output", required=True, help="output .parquet file")
+    instrument_opts(c)
+    c.set_defaults(func=cmd_convert)
 
     r = sub.add_parser("replay", help="replay a Binance capture and print book and signal statistics")
     r.add_argument("paths", nargs="*", help="capture files (default: the spot BTCUSDT capture in ../shared/data)")
