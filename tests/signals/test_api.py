@@ -14,6 +14,7 @@ PUBLIC = {
     "MarkoutResult", "Markouts", "Microprice", "MomentumBreakout", "ResolvedMarkouts", "RollingVwap", "VolumeDelta",
     "VolumeDeltaResult", "VwapResult", "bollinger_z", "book_imbalance", "iceberg_absorption", "keltner_position",
     "markouts", "microprice", "momentum_breakout", "rolling_vwap", "volume_delta",
+    "Bars", "KeltnerPositionBars", "keltner_position_bars", "ohlc_bars",
 }
 
 
@@ -62,6 +63,18 @@ X = np.arange(5.0)
         lambda: sig.markouts([1], [1.0], [1], [3, 2], [1.0, 1.0], horizon_ns=5),  # mids unsorted
         lambda: sig.markouts([1.5], [1.0], [1], [1], [1.0], horizon_ns=5),  # float timestamps
         lambda: sig.BollingerZ(3).update(X, out=np.empty(4)),
+        lambda: sig.keltner_position_bars(X, X, X, 0.5),  # span < 1
+        lambda: sig.keltner_position_bars(X, X, X[:3], 10),  # unequal lengths
+        lambda: sig.keltner_position_bars(X, X + 1, X, 10),  # high < low
+        lambda: sig.KeltnerPositionBars(10, mult=0.0),
+        lambda: sig.KeltnerPositionBars(10, atr_span=0.5),
+        lambda: sig.KeltnerPositionBars(10).update(X, X, X[:4]),
+        lambda: sig.KeltnerPositionBars(10).update(X - 1, X, X),  # high < low
+        lambda: sig.ohlc_bars([1, 2], [1.0, 2.0], 0),  # bar_ns < 1
+        lambda: sig.ohlc_bars([1, 2], [1.0, 2.0], 1.5),  # bar_ns not an integer
+        lambda: sig.ohlc_bars([2, 1], [1.0, 2.0], 10),  # unsorted
+        lambda: sig.ohlc_bars([1.5, 2.0], [1.0, 2.0], 10),  # float timestamps
+        lambda: sig.ohlc_bars([1, 2], [1.0], 10),  # unequal lengths
     ],
 )
 def test_bad_parameters_raise_config_error(call):
@@ -87,6 +100,17 @@ def test_markouts_stream_contract_is_checked():
     mk.update(trade_ts_ns=[10], trade_px=[1.0], trade_side=[1])
     with pytest.raises(ConfigError, match="trade_ts_ns goes back"):
         mk.update(trade_ts_ns=[9], trade_px=[1.0], trade_side=[1])
+
+
+def test_bar_messages_are_clear():
+    with pytest.raises(ConfigError, match=r"high must be >= low in every bar: 1 bar\(s\) violate it, first at index 2"):
+        sig.keltner_position_bars([2.0, 2.0, 1.0], [1.0, 1.0, 1.5], [1.5, 1.5, 1.2], 10)
+    with pytest.raises(ConfigError, match="equal lengths"):
+        sig.KeltnerPositionBars(10).update([2.0], [1.0], [1.5, 1.5])
+    with pytest.raises(ConfigError, match="ts_ns must be sorted"):
+        sig.ohlc_bars([5, 3], [1.0, 1.0], 10)
+    with pytest.raises(ConfigError, match="bar_ns must be >= 1"):
+        sig.ohlc_bars([], [], 0)
 
 
 def test_inputs_are_converted():

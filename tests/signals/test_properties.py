@@ -17,9 +17,11 @@ from tests.signals.test_reference import (
     ref_bollinger_z,
     ref_book_imbalance,
     ref_iceberg_absorption,
+    ref_keltner_bars,
     ref_keltner_position,
     ref_markouts,
     ref_momentum_breakout,
+    ref_ohlc_bars,
     ref_rolling_vwap,
     ref_volume_delta,
 )
@@ -137,6 +139,75 @@ def test_keltner_finite_and_chunking_free(x, span, mult, atr_span, data):
 @given(value=wild, n=st.integers(0, 100), span=spans)
 def test_keltner_constant_is_zero(value, n, span):
     assert np.all(sig.keltner_position(np.full(n, value), span) == 0.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Keltner on bars, OHLC bars
+# ---------------------------------------------------------------------------------------------------------------
+
+grid_ext = st.integers(0, 4).map(lambda k: 0.25 * k)  # how far high / low reach beyond the close
+wild_ext = st.floats(min_value=0.0, max_value=1e9, allow_nan=False, allow_infinity=False)
+
+
+@st.composite
+def hlc(draw, px=grid_px, ext=grid_ext, max_size=40):
+    """Bars as (high, low, close) with low <= close <= high."""
+    n = draw(st.integers(0, max_size))
+    close = draw(arrays(np.float64, n, elements=px))
+    return close + draw(arrays(np.float64, n, elements=ext)), close - draw(arrays(np.float64, n, elements=ext)), close
+
+
+@SETTINGS
+@given(bars=hlc(), span=spans, mult=mults)
+def test_keltner_bars_match_reference_and_are_bounded(bars, span, mult):
+    pos = sig.keltner_position_bars(*bars, span, mult)
+    np.testing.assert_allclose(pos, ref_keltner_bars(*bars, span, mult, span), rtol=1e-9, atol=1e-9)
+    # the true range covers |close_t - close_{t-1}|, so the per-event bound holds too
+    a = 2.0 / (span + 1.0)
+    assert np.all(np.abs(pos) <= (1 - a) / (a * mult) * (1 + 1e-9) + 1e-12)
+
+
+@SETTINGS
+@given(bars=hlc(px=wild, ext=wild_ext), span=spans, mult=mults, atr_span=spans, data=st.data())
+def test_keltner_bars_finite_and_chunking_free(bars, span, mult, atr_span, data):
+    pos = sig.keltner_position_bars(*bars, span, mult, atr_span)
+    assert pos.shape == bars[2].shape and all_finite(pos)
+    got = feed(sig.KeltnerPositionBars(span, mult, atr_span), data.draw(splits(len(pos))), *bars)
+    np.testing.assert_array_equal(got, pos)
+    if len(pos):
+        assert pos[0] == 0.0  # one bar: its close is the EMA
+
+
+@SETTINGS
+@given(value=wild, n=st.integers(0, 100), span=spans, data=st.data())
+def test_keltner_bars_constant_is_zero(value, n, span, data):
+    c = np.full(n, value)
+    assert np.all(sig.keltner_position_bars(c, c, c, span) == 0.0)
+    # constant closes stay on the EMA whatever the bars' ranges
+    up, dn = data.draw(arrays(np.float64, n, elements=grid_ext)), data.draw(arrays(np.float64, n, elements=grid_ext))
+    assert np.all(sig.keltner_position_bars(c + up, c - dn, c, span) == 0.0)
+
+
+@st.composite
+def stamped(draw, max_size=40):
+    n = draw(st.integers(0, max_size))
+    ts = np.sort(draw(arrays(np.int64, n, elements=st.integers(-100, 100))))
+    return ts, draw(arrays(np.float64, n, elements=grid_px))
+
+
+@SETTINGS
+@given(tx=stamped(), bar_ns=st.integers(1, 30))
+def test_ohlc_bars_reference_and_invariants(tx, bar_ns):
+    ts, x = tx
+    got = sig.ohlc_bars(ts, x, bar_ns)
+    for g, w in zip(got, ref_ohlc_bars(ts, x, bar_ns)):
+        np.testing.assert_array_equal(g, w)
+        assert g.dtype == w.dtype
+    assert got.count.sum() == len(x) and np.all(got.count >= 1)
+    assert np.all(got.start_ns % bar_ns == 0) and np.all(np.diff(got.start_ns) >= bar_ns)
+    assert np.all(got.low <= np.minimum(got.open, got.close)) and np.all(got.high >= np.maximum(got.open, got.close))
+    if len(x):
+        assert got.open[0] == x[0] and got.close[-1] == x[-1]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -354,6 +425,8 @@ EI = np.empty(0, dtype=np.int64)
     [
         (lambda: sig.bollinger_z(E, 5), lambda: sig.BollingerZ(5).update(E)),
         (lambda: sig.keltner_position(E, 5), lambda: sig.KeltnerPosition(5).update(E)),
+        (lambda: sig.keltner_position_bars(E, E, E, 5), lambda: sig.KeltnerPositionBars(5).update(E, E, E)),
+        (lambda: sig.ohlc_bars(EI, E, 10), lambda: sig.ohlc_bars([], [], 1)),  # batch only: twice the batch
         (lambda: sig.rolling_vwap(E, E, 5), lambda: sig.RollingVwap(5).update(E, E)),
         (lambda: sig.volume_delta(E, E8, 5), lambda: sig.VolumeDelta(5).update(E, E8)),
         (lambda: sig.momentum_breakout(E, E, 5), lambda: sig.MomentumBreakout(5).update(E, E)),
@@ -378,6 +451,9 @@ def test_one_event():
     q = np.array([2.0])
     assert sig.bollinger_z(x, 10).tolist() == [0.0]
     assert sig.keltner_position(x, 10).tolist() == [0.0]
+    assert sig.keltner_position_bars([60001.0], [59999.5], x, 10).tolist() == [0.0]
+    b = sig.ohlc_bars([1_500_000_000], x, 1_000_000_000)
+    assert [f.tolist() for f in b] == [[1_000_000_000], [60000.25], [60000.25], [60000.25], [60000.25], [1]]
     v = sig.rolling_vwap(x, q, 10)
     assert (v.vwap.tolist(), v.dev.tolist(), v.dev_bp.tolist()) == ([60000.25], [0.0], [0.0])
     b = sig.momentum_breakout(x, q, 10)

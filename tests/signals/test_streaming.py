@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import workbench.signals as sig
-from tests.signals.test_reference import absorption_tape, book_rows, markout_data, walk
+from tests.signals.test_reference import absorption_tape, book_rows, markout_data, tick_bars, walk
 
 CHUNKS = [1, 7, 1000]
 N = 2500
@@ -86,6 +86,17 @@ def test_keltner_position(rng, size):
     x[100:400] = x[100]
     want = sig.keltner_position(x, 20, 1.5, atr_span=5)
     assert_same(stream(sig.KeltnerPosition(20, 1.5, atr_span=5), size, x), want)
+
+
+@pytest.mark.parametrize("size", CHUNKS)
+@pytest.mark.parametrize("atr_span", [None, 5])
+def test_keltner_position_bars(rng, size, atr_span):
+    b = tick_bars(rng, 20_000)
+    high, low, close = b.high[:N].copy(), b.low[:N].copy(), b.close[:N].copy()
+    high[100:400] = low[100:400] = close[100:400] = close[100]  # flat bars: the ATR decays towards the floor
+    want = sig.keltner_position_bars(high, low, close, 20, 1.5, atr_span)
+    assert len(want) == N
+    assert_same(stream(sig.KeltnerPositionBars(20, 1.5, atr_span), size, high, low, close), want)
 
 
 @pytest.mark.parametrize("size", CHUNKS)

@@ -108,8 +108,11 @@ def replay_binance(paths: list[Path], *, instrument: Instrument | None = None) -
     r.add("microprice - mid", f"mean {np.mean(micro - mid):+.3f} ticks, std {np.std(micro - mid):.3f}")
     z = signals.bollinger_z(mid, 600)
     r.add("bollinger z (600 states)", f"|z| > 2 on {100 * np.mean(np.abs(z) > 2):.1f}%, |z| > 3 on {100 * np.mean(np.abs(z) > 3):.2f}%")
-    kp = signals.keltner_position(mid, 600, 2.0)
-    r.add("keltner position", f"outside the channel on {100 * np.mean(np.abs(kp) > 1):.1f}%")
+    # Keltner channels are read on bars (true range against the previous close), here 1 s bars of the mid
+    bars = signals.ohlc_bars(ts, mid, _NS_PER_S)
+    if len(bars.close) > 2:
+        kp = signals.keltner_position_bars(bars.high, bars.low, bars.close, 20, 2.0)
+        r.add("keltner (1 s bars, 20)", f"outside the 2-ATR channel on {100 * np.mean(np.abs(kp) > 1):.1f}% of {len(kp)} bars")
 
     tts, tpx, tqty = np.concatenate(tr_ts), np.concatenate(tr_px), np.concatenate(tr_qty)
     tside, tbook = np.concatenate(tr_side), np.concatenate(tr_book)

@@ -12,6 +12,9 @@ While fewer than ``window`` events have been seen, windowed signals use the even
 for finite inputs; the docstrings say what a signal outputs when its dispersion is 0. Parameters are validated here
 (:class:`~workbench.exceptions.ConfigError`); quantities are expected to be >= 0.
 
+Exception: :func:`ohlc_bars` (aggregation of a time-stamped series into time bars, the input of
+:func:`keltner_position_bars`) is batch only; see its docstring.
+
 Call the kernels on batches: one call from Python costs about as much as a few hundred events inside numba.
 """
 
@@ -28,11 +31,13 @@ from workbench.signals import nb
 
 __all__ = [
     "AbsorptionResult",
+    "Bars",
     "BollingerZ",
     "BookImbalance",
     "BreakoutResult",
     "IcebergAbsorption",
     "KeltnerPosition",
+    "KeltnerPositionBars",
     "MarkoutResult",
     "Markouts",
     "Microprice",
@@ -46,9 +51,11 @@ __all__ = [
     "book_imbalance",
     "iceberg_absorption",
     "keltner_position",
+    "keltner_position_bars",
     "markouts",
     "microprice",
     "momentum_breakout",
+    "ohlc_bars",
     "rolling_vwap",
     "volume_delta",
 ]
@@ -88,6 +95,17 @@ class MarkoutResult(NamedTuple):
 
     markout: np.ndarray
     valid: np.ndarray
+
+
+class Bars(NamedTuple):
+    """Time bars: start of the interval (int64 ns), open/high/low/close (float64), values in the bar (int64)."""
+
+    start_ns: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    count: np.ndarray
 
 
 class ResolvedMarkouts(NamedTuple):
@@ -355,6 +373,81 @@ class KeltnerPosition:
         arr = _f64(x, "x")
         out = np.empty(len(arr))
         nb.keltner_position_update_nb(arr, self._alpha, self._alpha_atr, self.mult, self._fstate, self._istate, out)
+        return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 5b. OHLC bars and the Keltner channel position on bars
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def ohlc_bars(ts_ns, x, bar_ns: int) -> Bars:
+    """Aggregate a time-stamped series into OHLC bars of ``bar_ns`` nanoseconds.
+
+    Bars are the intervals ``[k * bar_ns, (k + 1) * bar_ns)`` (aligned on multiples of ``bar_ns`` since the epoch,
+    so 1 s bars start on whole seconds); a value stamped exactly on a boundary opens the next bar. Only intervals
+    holding at least one value are returned: empty intervals are *skipped*, not filled, so ``start_ns`` can jump
+    by more than ``bar_ns`` (``count`` is never 0). Empty input gives empty arrays.
+
+    ``ts_ns`` must be integer nanoseconds sorted by time, ``x`` float64 of the same length (values are taken as
+    given: NaN is not skipped). Batch only, no streaming class: a bar is final only once a later timestamp has
+    arrived; to aggregate a stream, cut it on bar boundaries and call this per piece.
+
+    Returns
+    -------
+    Bars(start_ns, open, high, low, close, count)
+    """
+    bn = _int_param(bar_ns, "bar_ns", 1)
+    ts, v = _i64(ts_ns, "ts_ns"), _f64(x, "x")
+    _same_len(ts_ns=ts, x=v)
+    _sorted(ts, "ts_ns")
+    return Bars(*nb.ohlc_bars_nb(ts, v, bn))
+
+
+def _hlc(high, low, close) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    h, lo, c = _f64(high, "high"), _f64(low, "low"), _f64(close, "close")
+    _same_len(high=h, low=lo, close=c)
+    bad = np.flatnonzero(h < lo)
+    if len(bad):
+        i = int(bad[0])
+        raise ConfigError(
+            f"high must be >= low in every bar: {len(bad)} bar(s) violate it, first at index {i} "
+            f"(high={h[i]!r}, low={lo[i]!r})"
+        )
+    return h, lo, c
+
+
+def keltner_position_bars(
+    high, low, close, span: float, mult: float = 2.0, atr_span: float | None = None
+) -> np.ndarray:
+    """Position of each bar's close in the Keltner channel ``(close - ema) / (mult * atr)``: +1 / -1 at the bands.
+
+    The classic Keltner channel, read on bars (e.g. from :func:`ohlc_bars`). ``ema``: EMA of the close,
+    ``alpha = 2 / (span + 1)``, seeded with the first close. ``atr``: EMA (span ``atr_span``, default ``span``) of
+    the true range ``max(high, prev_close) - min(low, prev_close)``, seeded with the first bar's ``high - low``.
+    The position is 0 while the ATR is 0 (constant prices) or below ``1e-12 * |ema|`` (the rule of
+    :func:`keltner_position`); the first bar gives 0 (its close is the EMA).
+
+    Prefer this to :func:`keltner_position` on tick data: there consecutive prices are mostly equal, the per-event
+    true range is tiny and the position lives far outside [-1, 1].
+
+    ``high``, ``low``, ``close``: equal lengths, ``high >= low`` in every bar (:class:`ConfigError` otherwise).
+    """
+    alpha, alpha_atr, m = _keltner_params(span, mult, atr_span)
+    return nb.keltner_bars_nb(*_hlc(high, low, close), alpha, alpha_atr, m)
+
+
+class KeltnerPositionBars:
+    """Streaming :func:`keltner_position_bars`: ``update(high, low, close) -> position`` per chunk of bars."""
+
+    def __init__(self, span: float, mult: float = 2.0, atr_span: float | None = None):
+        self._alpha, self._alpha_atr, self.mult = _keltner_params(span, mult, atr_span)
+        self._fstate, self._istate = nb.keltner_bars_init_nb()
+
+    def update(self, high, low, close) -> np.ndarray:
+        h, lo, c = _hlc(high, low, close)
+        out = np.empty(len(c))
+        nb.keltner_bars_update_nb(h, lo, c, self._alpha, self._alpha_atr, self.mult, self._fstate, self._istate, out)
         return out
 
 

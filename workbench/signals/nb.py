@@ -53,6 +53,10 @@ __all__ = [
     "markouts_update_nb",
     "markouts_finish_nb",
     "markouts_nb",
+    "ohlc_bars_nb",
+    "keltner_bars_init_nb",
+    "keltner_bars_update_nb",
+    "keltner_bars_nb",
 ]
 
 # An ATR below this fraction of the price level is the geometric tail of an old move, not a range: doubles cannot
@@ -898,3 +902,121 @@ def markouts_nb(trade_ts_ns, trade_px, trade_side, mid_ts_ns, mid, horizon_event
         markout[out_idx[r]] = out_markout[r]
         valid[out_idx[r]] = out_valid[r]
     return markout, valid
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 10. OHLC bars from a time-stamped series (batch only)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def ohlc_bars_nb(ts_ns, x, bar_ns):
+    """Time bars of ``bar_ns`` nanoseconds aligned on multiples of ``bar_ns`` (bar ``[k*bar_ns, (k+1)*bar_ns)``).
+
+    ``ts_ns`` sorted (int64), ``x`` float64 of the same length, ``bar_ns >= 1``. Only bars holding at least one
+    value are returned (empty intervals are skipped): ``(start_ns, open, high, low, close, count)``, int64 for
+    ``start_ns`` and ``count``, float64 otherwise. Negative timestamps are floored too (``-1`` falls in the bar
+    starting at ``-bar_ns``). Values are taken as given: a NaN is not skipped (open/close may be NaN, and a NaN
+    first value sticks in high/low). Two passes (count, then fill) so the outputs have their exact size.
+    No streaming form: a bar is only final once a later timestamp arrives, which a caller can handle by cutting
+    its input on bar boundaries.
+    """
+    n = ts_ns.shape[0]
+    n_bars = 0
+    cur = 0
+    for i in range(n):
+        t = ts_ns[i]
+        r = t % bar_ns
+        if r < 0:  # Python's % (numba follows it) is already >= 0 here; kept so the floor never depends on it
+            r += bar_ns
+        s = t - r
+        if i == 0 or s != cur:
+            n_bars += 1
+            cur = s
+    start = np.empty(n_bars, dtype=np.int64)
+    open_ = np.empty(n_bars)
+    high = np.empty(n_bars)
+    low = np.empty(n_bars)
+    close = np.empty(n_bars)
+    count = np.empty(n_bars, dtype=np.int64)
+    b = -1
+    for i in range(n):
+        t = ts_ns[i]
+        r = t % bar_ns
+        if r < 0:
+            r += bar_ns
+        s = t - r
+        v = x[i]
+        if b < 0 or s != start[b]:
+            b += 1
+            start[b] = s
+            open_[b] = v
+            high[b] = v
+            low[b] = v
+            count[b] = 0
+        elif v > high[b]:
+            high[b] = v
+        elif v < low[b]:
+            low[b] = v
+        close[b] = v
+        count[b] += 1
+    return start, open_, high, low, close, count
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 11. Keltner channel position on bars (classic true range)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def keltner_bars_init_nb():
+    """Fresh state: ``fstate = [ema, atr, prev_close]``, ``istate = [started]``."""
+    return np.zeros(3), np.zeros(1, dtype=np.int64)
+
+
+@njit(cache=True)
+def keltner_bars_update_nb(high, low, close, alpha, alpha_atr, mult, fstate, istate, out):
+    """Position of each bar's close in the Keltner channel ``(close - ema) / (mult * atr)``.
+
+    ``ema`` is an EMA of the close (weight ``alpha``, seeded with the first close); ``atr`` an EMA (weight
+    ``alpha_atr``) of the classic true range ``max(high, prev_close) - min(low, prev_close)``, seeded with the
+    first bar's ``high - low``. Both include the current bar. The position is 0 when ``mult * atr`` is 0 or below
+    ``KELTNER_ATR_FLOOR_REL * |ema|`` (the rule of :func:`keltner_position_update_nb`); the first bar (close =
+    ema) and constant prices therefore give 0. Unlike the per-event kernel, the range inside a bar counts, so on
+    bars of tick data the ATR measures the bars' real dispersion.
+    """
+    ema = fstate[0]
+    atr = fstate[1]
+    prev = fstate[2]
+    started = istate[0]
+    for i in range(close.shape[0]):
+        h = high[i]
+        lo = low[i]
+        c = close[i]
+        if started == 0:
+            ema = c
+            atr = h - lo
+            started = 1
+        else:
+            ema += alpha * (c - ema)
+            tr = max(h, prev) - min(lo, prev)
+            atr += alpha_atr * (tr - atr)
+        prev = c
+        den = mult * atr
+        if den > 0.0 and den > KELTNER_ATR_FLOOR_REL * abs(ema):
+            out[i] = (c - ema) / den
+        else:
+            out[i] = 0.0
+    fstate[0] = ema
+    fstate[1] = atr
+    fstate[2] = prev
+    istate[0] = started
+
+
+@njit(cache=True)
+def keltner_bars_nb(high, low, close, alpha, alpha_atr, mult):
+    """Batch form of :func:`keltner_bars_update_nb`."""
+    fstate, istate = keltner_bars_init_nb()
+    out = np.empty(close.shape[0])
+    keltner_bars_update_nb(high, low, close, alpha, alpha_atr, mult, fstate, istate, out)
+    return out
