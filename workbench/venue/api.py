@@ -95,7 +95,7 @@ class ErrorCode(IntEnum):
     MANDATORY_PARAM_EMPTY_OR_MALFORMED = -1102
     UNKNOWN_PARAM = -1103
     BAD_SYMBOL = -1121
-    INVALID_JSON = -1130             # not Binance's number for every parse error, see the protocol module
+    INVALID_JSON = -1135             # errors.md: unparsable JSON
     NEW_ORDER_REJECTED = -2010
     CANCEL_REJECTED = -2011
     NO_SUCH_ORDER = -2013
@@ -253,6 +253,10 @@ class Venue(Protocol):
     ) -> OrderView | None: ...
 
     def open_orders(self, account: int, symbol: str | None = None) -> list[OrderView]: ...
+
+    def fees_of(self, account: int) -> FeeSchedule:
+        """The commission rates of ``account``."""
+        ...
 
     def balances(self, account: int) -> dict[str, tuple[int, int]]:
         """asset -> (free, locked) in lots (base asset) or notional units (quote asset)."""
