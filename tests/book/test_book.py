@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from tests.book.reference import RefBook
 from workbench.book import nb
-from workbench.book.book import L2Book
+from workbench.book.book import L2Book, TopOfBook
 from workbench.enums import (
     F_BATCH_END,
     F_CLEAR,
@@ -157,6 +157,25 @@ def test_an_order_added_through_the_opposite_side_removes_phantoms():
     book = check_against_reference(rows)
     assert book.n_uncrossed == 1 and book.top().ask_px_ticks == 107 and book.stale == (False, True)
     assert book.n_crossed == 0
+
+
+def test_scans_across_wide_gaps_and_window_growth():
+    """The next best level is found across gaps of every width around the 8-level steps of the scans, on both
+    sides, after deletes and after phantom removal, while the window grows from 2 levels (its state carried over)."""
+    B = F_BATCH_END
+    rows = [(K_DEPTH, 1, 500, 1, 0), (K_DEPTH, -1, 5000, 1, 0)]  # deep levels the scans may have to reach
+    px = 1000
+    for gap in (1, 2, 7, 8, 9, 15, 16, 17, 63, 64, 65, 200):
+        rows += [(K_DEPTH, 1, px, 1, 0), (K_DEPTH, 1, px - gap, 2, 0), (K_DEPTH, -1, px + 1, 3, 0),
+                 (K_DEPTH, -1, px + 1 + gap, 4, B),
+                 (K_DEPTH, 1, px, 0, B), (K_DEPTH, -1, px + 1, 0, B),  # best levels deleted: scans across the gap
+                 (K_ORDER_ADD, 1, px + gap, 1, B),
+                 (K_ORDER_ADD, -1, px - gap, 5, B),  # the bids at px + gap and px - gap were phantoms
+                 (K_DEPTH, -1, px - gap, 0, 0), (K_DEPTH, -1, px + 1 + gap, 0, B)]
+        px += 3 * gap + 50
+    book = check_against_reference(rows, n=2, initial_levels=2)
+    assert book.n_uncrossed == 2 * 12 and book.bid.shape[0] > 2
+    assert book.top() == TopOfBook(500, 1, 5000, 1)
 
 
 def test_crossed_books_are_counted_and_can_stop_the_replay():

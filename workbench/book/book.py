@@ -254,28 +254,31 @@ class L2Book:
     def _set_window(self, new_base: int, new_cap: int) -> None:
         """Re-lay the window at [new_base, new_base + new_cap): levels leaving it go to the overflow maps, overflow
         levels inside it come back."""
-        old_base = int(self.st[nb.ST_BASE])
+        old_base, old_cap = int(self.st[nb.ST_BASE]), self.bid.shape[0]
         lo, hi = new_base, new_base + new_cap
+        # the part of the old window that stays is copied as a block; only the rest is looked at level by level
+        keep_lo, keep_hi = max(lo, old_base), min(hi, old_base + old_cap)
         bid = np.zeros(new_cap, np.int64)
         ask = np.zeros(new_cap, np.int64)
         for arr, new, far in ((self.bid, bid, self._far_bid), (self.ask, ask, self._far_ask)):
-            j = np.flatnonzero(arr)
-            p = j + old_base
-            inside = (p >= lo) & (p < hi)
-            new[p[inside] - lo] = arr[j[inside]]
-            far.update(zip(p[~inside].tolist(), arr[j[~inside]].tolist()))
-            self.far_levels += int(np.count_nonzero(~inside))
-            for pp in [pp for pp in far if lo <= pp < hi]:
-                new[pp - lo] = far.pop(pp)
+            if keep_lo < keep_hi:
+                a, b = keep_lo - old_base, keep_hi - old_base
+                new[keep_lo - lo : keep_hi - lo] = arr[a:b]
+                parts = ((arr[:a], old_base), (arr[b:], keep_hi))
+            else:
+                parts = ((arr, old_base),)
+            for part, off in parts:
+                j = np.flatnonzero(part) if len(part) else ()
+                if len(j):  # levels leaving the window
+                    far.update(zip((j + off).tolist(), part[j].tolist()))
+                    self.far_levels += len(j)
+            if far:
+                for pp in [pp for pp in far if lo <= pp < hi]:
+                    new[pp - lo] = far.pop(pp)
         self.bid, self.ask = bid, ask
         self.st[nb.ST_BASE] = new_base
         self.st[nb.ST_HAS_FAR] = 1 if (self._far_bid or self._far_ask) else 0
-        jb = np.flatnonzero(bid)
-        ja = np.flatnonzero(ask)
-        self.st[nb.ST_N_BID] = len(jb)
-        self.st[nb.ST_N_ASK] = len(ja)
-        self.st[nb.ST_BEST_BID] = jb[-1] if len(jb) else -1
-        self.st[nb.ST_BEST_ASK] = ja[0] if len(ja) else -1
+        nb.window_state_nb(bid, ask, self.st)
 
     def clear(self) -> None:
         """Empty the book (the window is kept)."""

@@ -8,7 +8,10 @@ the window grew. So any price range works, and the hot loop stays a flat loop ov
 helper taking the arrays, called per event, was measured 3.3x slower: reference counting stays in the loop).
 
 Best bid/ask are kept as indices (-1 for an empty side) and updated incrementally; deleting the best level scans
-to the next non-empty one.
+to the next non-empty one, eight levels at a time (their sizes OR-ed: a level-1 book is sparse, a quarter of the
+LOBSTER messages empty a best level, and one level at a time these scans took a quarter of that replay). Inside the
+loop the state vector is held in local variables, written back when the kernel returns (stores to ``st[...]``
+cannot stay in registers: numba cannot prove that the arrays do not alias).
 
 Event semantics (see :mod:`workbench.enums`): SNAPSHOT and DEPTH rows set an absolute size (0 deletes); a row
 flagged CLEAR empties the book first. Order-level rows are deltas: ORDER_ADD adds, ORDER_CANCEL / ORDER_DELETE /
@@ -64,6 +67,7 @@ __all__ = [
     "top_levels_nb",
     "depth_within_nb",
     "best_nb",
+    "window_state_nb",
 ]
 
 # State vector layout.
@@ -113,25 +117,37 @@ def apply_events_nb(kind, side, px_ticks, qty_lots, flags, start, bid, ask, st, 
     n_ev = kind.shape[0]
     cap = bid.shape[0]
     base = st[ST_BASE]
-    bb = st[ST_BEST_BID]
-    ba = st[ST_BEST_ASK]
     m_out = out_ix.shape[0]
     n_top = out_lv.shape[2]
+    # the state lives in locals inside the loop and is written back on return (see the module doc)
+    bb = st[ST_BEST_BID]
+    ba = st[ST_BEST_ASK]
+    n_crossed = st[ST_CROSSED]
+    clamped = st[ST_CLAMPED]
+    bid_stale = st[ST_BID_STALE]
+    ask_stale = st[ST_ASK_STALE]
+    n_out = st[ST_N_OUT]
+    clears = st[ST_CLEARS]
+    has_far = st[ST_HAS_FAR]
+    uncrossed = st[ST_UNCROSSED]
+    n_bid = st[ST_N_BID]
+    n_ask = st[ST_N_ASK]
+    status = STATUS_DONE
     i = start
     while i < n_ev:
         k = kind[i]
         f = flags[i]
         if f & F_CLEAR:
-            st[ST_CLEARS] += 1
-            st[ST_HAS_FAR] = 0
-            st[ST_N_BID] = 0
-            st[ST_N_ASK] = 0
+            clears += 1
+            has_far = 0
+            n_bid = 0
+            n_ask = 0
             bid[:] = 0
             ask[:] = 0
             bb = -1
             ba = -1
-            st[ST_BID_STALE] = 0
-            st[ST_ASK_STALE] = 0
+            bid_stale = 0
+            ask_stale = 0
         s = side[i]
         absolute = k == K_DEPTH or k == K_SNAPSHOT
         delta = k == K_ORDER_ADD or k == K_ORDER_CANCEL or k == K_ORDER_DELETE or k == K_ORDER_EXEC
@@ -140,12 +156,11 @@ def apply_events_nb(kind, side, px_ticks, qty_lots, flags, start, bid, ask, st, 
             q = qty_lots[i]
             if j < 0 or j >= cap:
                 adds = (absolute and q > 0) or k == K_ORDER_ADD
-                if adds or st[ST_HAS_FAR]:
-                    st[ST_BEST_BID] = bb
-                    st[ST_BEST_ASK] = ba
-                    return STATUS_OUT_OF_RANGE, i
+                if adds or has_far:
+                    status = STATUS_OUT_OF_RANGE
+                    break
                 if delta and q > 0:
-                    st[ST_CLAMPED] += 1  # removing size from a level the book never held
+                    clamped += 1  # removing size from a level the book never held
                 # else: deleting a level the book never held: nothing to do, no need to grow
             else:
                 if s > 0:
@@ -155,17 +170,14 @@ def apply_events_nb(kind, side, px_ticks, qty_lots, flags, start, bid, ask, st, 
                     elif k == K_ORDER_ADD:
                         new = old + q
                         if bb < 0 or j > bb:
-                            st[ST_BID_STALE] = 0  # a better price than any we know: that is the best now
+                            bid_stale = 0  # a better price than any we know: that is the best now
                     else:
                         new = old - q
                         if new < 0:
-                            st[ST_CLAMPED] += 1
+                            clamped += 1
                             new = 0
                     bid[j] = new
-                    if old == 0 and new > 0:
-                        st[ST_N_BID] += 1
-                    elif old > 0 and new == 0:
-                        st[ST_N_BID] -= 1
+                    n_bid += np.int64((old == 0) & (new > 0)) - np.int64((old > 0) & (new == 0))  # branch-free
                     if new > 0:
                         if j > bb:
                             bb = j
@@ -173,20 +185,29 @@ def apply_events_nb(kind, side, px_ticks, qty_lots, flags, start, bid, ask, st, 
                             # a resting order cannot cross a real level: asks at or below it are phantoms
                             while ba >= 0 and ba <= j:
                                 ask[ba] = 0
-                                st[ST_N_ASK] -= 1
-                                st[ST_UNCROSSED] += 1
-                                st[ST_ASK_STALE] = 1
+                                n_ask -= 1
+                                uncrossed += 1
+                                ask_stale = 1
                                 jj = ba + 1
-                                while st[ST_N_ASK] > 0 and jj < cap and ask[jj] == 0:
-                                    jj += 1
-                                ba = jj if (st[ST_N_ASK] > 0 and jj < cap) else -1
+                                if n_ask > 0:
+                                    while jj + 7 < cap and (ask[jj] | ask[jj + 1] | ask[jj + 2] | ask[jj + 3]
+                                                           | ask[jj + 4] | ask[jj + 5] | ask[jj + 6]
+                                                           | ask[jj + 7]) == 0:
+                                        jj += 8
+                                    while jj < cap and ask[jj] == 0:
+                                        jj += 1
+                                ba = jj if (n_ask > 0 and jj < cap) else -1
                     elif j == bb:
                         if delta:
-                            st[ST_BID_STALE] = 1
+                            bid_stale = 1
                         jj = j - 1
-                        while st[ST_N_BID] > 0 and jj >= 0 and bid[jj] == 0:
-                            jj -= 1
-                        bb = jj if st[ST_N_BID] > 0 else -1
+                        if n_bid > 0:
+                            while jj >= 7 and (bid[jj] | bid[jj - 1] | bid[jj - 2] | bid[jj - 3]
+                                              | bid[jj - 4] | bid[jj - 5] | bid[jj - 6] | bid[jj - 7]) == 0:
+                                jj -= 8
+                            while jj >= 0 and bid[jj] == 0:
+                                jj -= 1
+                        bb = jj if n_bid > 0 else -1
                 else:
                     old = ask[j]
                     if absolute:
@@ -194,43 +215,48 @@ def apply_events_nb(kind, side, px_ticks, qty_lots, flags, start, bid, ask, st, 
                     elif k == K_ORDER_ADD:
                         new = old + q
                         if ba < 0 or j < ba:
-                            st[ST_ASK_STALE] = 0
+                            ask_stale = 0
                     else:
                         new = old - q
                         if new < 0:
-                            st[ST_CLAMPED] += 1
+                            clamped += 1
                             new = 0
                     ask[j] = new
-                    if old == 0 and new > 0:
-                        st[ST_N_ASK] += 1
-                    elif old > 0 and new == 0:
-                        st[ST_N_ASK] -= 1
+                    n_ask += np.int64((old == 0) & (new > 0)) - np.int64((old > 0) & (new == 0))  # branch-free
                     if new > 0:
                         if ba < 0 or j < ba:
                             ba = j
                         if k == K_ORDER_ADD and q > 0:
                             while bb >= 0 and bb >= j:
                                 bid[bb] = 0
-                                st[ST_N_BID] -= 1
-                                st[ST_UNCROSSED] += 1
-                                st[ST_BID_STALE] = 1
+                                n_bid -= 1
+                                uncrossed += 1
+                                bid_stale = 1
                                 jj = bb - 1
-                                while st[ST_N_BID] > 0 and jj >= 0 and bid[jj] == 0:
-                                    jj -= 1
-                                bb = jj if st[ST_N_BID] > 0 else -1
+                                if n_bid > 0:
+                                    while jj >= 7 and (bid[jj] | bid[jj - 1] | bid[jj - 2] | bid[jj - 3]
+                                                      | bid[jj - 4] | bid[jj - 5] | bid[jj - 6] | bid[jj - 7]) == 0:
+                                        jj -= 8
+                                    while jj >= 0 and bid[jj] == 0:
+                                        jj -= 1
+                                bb = jj if n_bid > 0 else -1
                     elif j == ba:
                         if delta:
-                            st[ST_ASK_STALE] = 1
+                            ask_stale = 1
                         jj = j + 1
-                        while st[ST_N_ASK] > 0 and jj < cap and ask[jj] == 0:
-                            jj += 1
-                        ba = jj if (st[ST_N_ASK] > 0 and jj < cap) else -1
+                        if n_ask > 0:
+                            while jj + 7 < cap and (ask[jj] | ask[jj + 1] | ask[jj + 2] | ask[jj + 3]
+                                                   | ask[jj + 4] | ask[jj + 5] | ask[jj + 6] | ask[jj + 7]) == 0:
+                                jj += 8
+                            while jj < cap and ask[jj] == 0:
+                                jj += 1
+                        ba = jj if (n_ask > 0 and jj < cap) else -1
         if f & F_BATCH_END:
             crossed = bb >= 0 and ba >= 0 and bb >= ba
             if crossed:
-                st[ST_CROSSED] += 1
+                n_crossed += 1
             if m_out > 0:
-                o = st[ST_N_OUT]
+                o = n_out
                 out_ix[o] = i
                 # top n levels, best first; empty slots get the empty-side prices and size 0
                 c = 0
@@ -259,19 +285,55 @@ def apply_events_nb(kind, side, px_ticks, qty_lots, flags, start, bid, ask, st, 
                         out_lv[o, 3, c] = ask[jj]
                         jj += 1
                     c += 1
-                st[ST_N_OUT] = o + 1
-                if o + 1 == m_out:
-                    st[ST_BEST_BID] = bb
-                    st[ST_BEST_ASK] = ba
-                    return STATUS_DONE, i + 1
+                n_out = o + 1
+                if n_out == m_out:
+                    i += 1
+                    break
             if crossed and stop_on_crossed:
-                st[ST_BEST_BID] = bb
-                st[ST_BEST_ASK] = ba
-                return STATUS_CROSSED, i
+                status = STATUS_CROSSED
+                break
         i += 1
     st[ST_BEST_BID] = bb
     st[ST_BEST_ASK] = ba
-    return STATUS_DONE, n_ev
+    st[ST_CROSSED] = n_crossed
+    st[ST_CLAMPED] = clamped
+    st[ST_BID_STALE] = bid_stale
+    st[ST_ASK_STALE] = ask_stale
+    st[ST_N_OUT] = n_out
+    st[ST_CLEARS] = clears
+    st[ST_HAS_FAR] = has_far
+    st[ST_UNCROSSED] = uncrossed
+    st[ST_N_BID] = n_bid
+    st[ST_N_ASK] = n_ask
+    return status, i
+
+
+@njit(cache=True)
+def window_state_nb(bid, ask, st):
+    """Set the counts of non-empty levels and the best indices in ``st`` from the arrays (after re-laying them)."""
+    cap = bid.shape[0]
+    n_bid = 0
+    for j in range(cap):  # branch-free: vectorized
+        n_bid += bid[j] != 0
+    n_ask = 0
+    for j in range(cap):
+        n_ask += ask[j] != 0
+    bb = cap - 1
+    while bb >= 7 and (bid[bb] | bid[bb - 1] | bid[bb - 2] | bid[bb - 3] | bid[bb - 4] | bid[bb - 5] | bid[bb - 6]
+                       | bid[bb - 7]) == 0:
+        bb -= 8
+    while bb >= 0 and bid[bb] == 0:
+        bb -= 1
+    ba = 0
+    while ba + 7 < cap and (ask[ba] | ask[ba + 1] | ask[ba + 2] | ask[ba + 3] | ask[ba + 4] | ask[ba + 5] | ask[ba + 6]
+                            | ask[ba + 7]) == 0:
+        ba += 8
+    while ba < cap and ask[ba] == 0:
+        ba += 1
+    st[ST_N_BID] = n_bid
+    st[ST_N_ASK] = n_ask
+    st[ST_BEST_BID] = bb
+    st[ST_BEST_ASK] = ba if ba < cap else -1
 
 
 @njit(cache=True)
