@@ -55,7 +55,8 @@ class ServerConfig:
     """How the server runs.
 
     host, port : where to listen (port 0: a free port chosen by the system).
-    tick_ms : how often the market task advances the venue and flushes real-time events.
+    tick_ms : how often the market task advances the venue and flushes real-time events; 0 runs it flat out, paced
+        by the clients' outboxes (benchmarks, replays as fast as clients read).
     outbox_frames : frames a connection may have waiting before it is disconnected as too slow.
     max_frame_bytes : largest frame a client may send.
     depth_every_batch : send one ``depthUpdate`` per group of changes sharing an update id (a recorded diff, or each
@@ -340,7 +341,10 @@ class VenueServer:
                 continue
             self.venue.advance(self.clock.now_ns())
             self._dispatch(self.venue.poll())
-            await asyncio.sleep(tick)
+            if tick:
+                await asyncio.sleep(tick)
+            else:  # flat out (tick 0): paced by the readers, like a flat-out replay
+                await self._wait_for_outboxes()
 
     async def _wait_for_outboxes(self) -> None:
         # flat-out replay must not outrun the slowest *reading* client's outbox, nor starve the loop
@@ -406,7 +410,7 @@ class VenueServer:
         if spec is None:
             return
         self.sent_depth_messages += 1
-        self._publish(f"{sym.lower()}{suffix}", proto.dumps(proto.depth_update(spec.instrument, changes, now)))
+        self._publish(f"{sym.lower()}{suffix}", proto.depth_update_json(spec.instrument, changes, now))
 
     async def _depth_loop(self, interval_ms: int, pending: dict[str, list[LevelChange]], suffix: str) -> None:
         while True:
