@@ -148,6 +148,15 @@ class _Scale:
         digits = max(0, -int(d.as_tuple().exponent))
         return cls(digits, int(d.scaleb(digits)))
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Scale) and (self.digits, self.units) == (other.digits, other.units)
+
+    def __hash__(self) -> int:
+        return hash((self.digits, self.units))
+
+    def __repr__(self) -> str:
+        return f"_Scale(digits={self.digits}, units={self.units})"
+
     def text(self, value: int) -> str:
         t = self._memo.get(value)
         if t is None:
