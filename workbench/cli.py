@@ -3,6 +3,7 @@
 ``workbench replay [PATH ...]``   replay a recording; print book and signal statistics (the main job for now)
 ``workbench book PATH ... --format lobster|binance -o OUT.csv``   rebuild the book of a recording, row by row
 ``workbench convert PATH ... --format binance|lobster|equity -o OUT.parquet``   the workbench's recording format
+``workbench venue [--synthetic | --replay PATH ...]``   serve the simulated exchange (Binance Spot protocol)
 
 Errors in the input files end the command with a one-line message on stderr and exit status 2.
 """
@@ -41,7 +42,8 @@ def _instrument(args, fallback_symbol: str = "X") -> Instrument | None:
         return None
     if args.tick_size is None or args.lot_size is None:
         raise ConfigError("pass both --tick-size and --lot-size")
-    return Instrument(args.symbol or fallback_symbol, args.tick_size, args.lot_size)
+    symbol = args.symbol[0] if isinstance(args.symbol, list) else args.symbol
+    return Instrument(symbol or fallback_symbol, args.tick_size, args.lot_size)
 
 
 def _out(path: str):
@@ -167,6 +169,137 @@ def cmd_replay(args) -> int:
     return 0
 
 
+# -- venue -----------------------------------------------------------------------------------------------------------
+_QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "EUR", "BTC", "ETH", "BNB", "USD")
+USER_ACCOUNT = 1
+
+
+def _assets(symbol: str) -> tuple[str, str]:
+    for q in _QUOTES:
+        if symbol.endswith(q) and len(symbol) > len(q):
+            return symbol[: -len(q)], q
+    return symbol[:-3] or symbol, symbol[-3:]
+
+
+def _default_keys_path() -> Path:
+    import os
+
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "workbench" / "venue-keys.json"
+
+
+def _replay_venue(paths: list[str], args):
+    """A ReplayVenue over a Binance capture, a LOBSTER message file or the workbench's Parquet."""
+    from workbench.venue.api import SymbolSpec
+    from workbench.venue.replay import ReplayVenue
+
+    first = Path(paths[0])
+    if first.suffix == ".parquet":
+        from workbench.data.parquet import read_events, read_instrument
+
+        if len(paths) != 1:
+            raise ConfigError("--replay takes one Parquet file")
+        ins = read_instrument(first)
+        chunks = read_events(first)
+    elif first.suffix == ".csv":
+        from workbench.data.lobster import iter_lobster_messages, lobster_instrument
+
+        ins = lobster_instrument(first)
+        chunks = iter_lobster_messages(first)
+    else:
+        from workbench.data.binance import BinanceCapture
+
+        reader = BinanceCapture(paths, instrument=_instrument(args))
+        ins, chunks = reader.instrument, reader
+    base, quote = _assets(ins.symbol)
+    spec = SymbolSpec(ins, base, quote)
+    # the user's starting balances: 10 base units and 1,000,000 quote units
+    lots = ins.qty_to_lots("10")
+    notional = ins.px_to_ticks("1000000") * ins.qty_to_lots("1")
+    return ReplayVenue(chunks, spec, accounts={USER_ACCOUNT: {base: lots, quote: notional}}, seed=args.seed)
+
+
+def _parse_fault(text: str):
+    """``KIND@SECONDS[:ARG...]`` -> (seconds, kind, args)."""
+    kind, at, rest = text.partition("@")
+    if not at:
+        raise ConfigError(f"--fault {text!r}: expected KIND@SECONDS[:ARG...], e.g. drop-depth@5 or error@3:order.place:-2010")
+    when, *fargs = rest.split(":")
+    kinds = ("drop-depth", "stale-snapshot", "disconnect", "shutdown", "error", "unknown-status")
+    if kind not in kinds:
+        raise ConfigError(f"--fault {text!r}: unknown fault {kind!r} (one of {', '.join(kinds)})")
+    try:
+        seconds = float(when)
+    except ValueError:
+        raise ConfigError(f"--fault {text!r}: {when!r} is not a number of seconds") from None
+    if kind == "error" and len(fargs) < 2:
+        raise ConfigError(f"--fault {text!r}: error needs METHOD:CODE, e.g. error@3:order.place:-2010")
+    return seconds, kind, fargs
+
+
+def _apply_fault(server, kind: str, fargs: list[str]) -> str:
+    if kind == "drop-depth":
+        server.faults.drop_depth += int(fargs[0]) if fargs else 1
+    elif kind == "stale-snapshot":
+        server.faults.stale_snapshot += int(fargs[0]) if fargs else 1
+    elif kind == "disconnect":
+        server.disconnect_all()
+    elif kind == "shutdown":
+        server.send_server_shutdown()
+    elif kind == "error":
+        times = int(fargs[2]) if len(fargs) > 2 else 1
+        server.protocol.faults.fail(fargs[0], int(fargs[1]), times=times)
+    elif kind == "unknown-status":
+        server.protocol.faults.unknown_status(fargs[0] if fargs else "order.place")
+    return f"fault: {kind} {' '.join(fargs)}".rstrip()
+
+
+def cmd_venue(args) -> int:
+    import asyncio
+    import logging
+    import signal
+
+    from workbench.venue.keys import new_api_key, write_keys_file
+    from workbench.venue.server import ServerConfig, VenueClock, VenueServer
+
+    faults = [_parse_fault(f) for f in args.fault]
+    if args.replay:
+        venue = _replay_venue(args.replay, args)
+        start = venue.next_event_ns
+        clock = VenueClock(start_ns=start, speed=args.speed)
+    else:
+        from workbench.venue.synthetic import SyntheticVenue
+
+        venue = SyntheticVenue.default(symbols=tuple(s.upper() for s in (args.symbol or ["BTCUSDT"])), seed=args.seed)
+        clock = VenueClock(speed=1.0)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    key = new_api_key(USER_ACCOUNT)
+    cfg = ServerConfig(host=args.host, port=args.port)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with VenueServer(venue, [key], config=cfg, clock=clock) as server:
+            urls = server.urls
+            path = write_keys_file(args.keys_file or _default_keys_path(), key, **urls)
+            print(f"rest: {urls['rest']}\nstream: {urls['stream']}\nws-api: {urls['ws_api']}\nkeys: {path}", flush=True)
+
+            async def fault_at(seconds, kind, fargs):
+                await asyncio.sleep(seconds)
+                logging.getLogger("workbench.venue").info(_apply_fault(server, kind, fargs))
+
+            tasks = [asyncio.create_task(fault_at(*f)) for f in faults]
+            await stop.wait()
+            for t in tasks:
+                t.cancel()
+        logging.getLogger("workbench.venue").info("stopped")
+
+    asyncio.run(serve())
+    return 0
+
+
 # -- entry point ---------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="workbench", description="Jupyter-native workbench for micro-trading")
@@ -190,6 +323,24 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", required=True, help="output .parquet file")
     instrument_opts(c)
     c.set_defaults(func=cmd_convert)
+
+    v = sub.add_parser("venue", help="serve the simulated exchange (Binance Spot protocol) on 127.0.0.1")
+    src = v.add_mutually_exclusive_group()
+    src.add_argument("--synthetic", action="store_true", help="the embedded synthetic market (the default)")
+    src.add_argument("--replay", nargs="+", metavar="PATH", help="replay a Binance capture, LOBSTER or Parquet file")
+    v.add_argument("--symbol", action="append", help="symbol of the synthetic market (repeatable; default BTCUSDT)")
+    v.add_argument("--tick-size", help="price increment of a replayed capture (default: known or inferred)")
+    v.add_argument("--lot-size", help="size increment of a replayed capture (default: known or inferred)")
+    v.add_argument("--speed", type=float, default=1.0, help="replay speed (inf: as fast as clients read)")
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    v.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    v.add_argument("--keys-file", help="where to write the API keys JSON (mode 0600)")
+    v.add_argument("--seed", type=int, default=1, help="seed of the market model and queue draws")
+    v.add_argument("--fault", action="append", default=[], metavar="KIND@S[:ARG]",
+                   help="inject a fault S seconds after start: drop-depth[:N], stale-snapshot[:N], disconnect, "
+                        "shutdown, error:METHOD:CODE[:TIMES], unknown-status[:METHOD]")
+    v.set_defaults(func=cmd_venue)
+    v.set_defaults(symbol_for_instrument=None)
 
     r = sub.add_parser("replay", help="replay a Binance capture and print book and signal statistics")
     r.add_argument("paths", nargs="*", help="capture files (default: the spot BTCUSDT capture in ../shared/data)")
