@@ -55,8 +55,13 @@ def test_replay_venue_serves_prints_urls_and_keeps_the_secret(shared_data, tmp_p
         data = json.loads(keys.read_text())
         assert set(data) == {"api_key", "api_secret", "rest", "stream", "ws_api"}
         assert data["rest"] == lines["rest"]
-        with urllib.request.urlopen(lines["rest"] + "/api/v3/depth?symbol=BTCUSDT&limit=5", timeout=10) as r:
-            depth = json.loads(r.read())
+        deadline = time.monotonic() + 20
+        while True:  # the replay reaches the recording's snapshot a moment after start
+            with urllib.request.urlopen(lines["rest"] + "/api/v3/depth?symbol=BTCUSDT&limit=5", timeout=10) as r:
+                depth = json.loads(r.read())
+            if depth["lastUpdateId"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         assert depth["lastUpdateId"] > 50_093_239_218 and len(depth["bids"]) == 5  # the recording's ids
     finally:
         code = stop(proc)
