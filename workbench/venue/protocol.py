@@ -269,7 +269,7 @@ def server_shutdown(now_ns: int) -> str:
 # -- market stream connections --------------------------------------------------------------------------------
 
 _STREAM_RE = re.compile(r"^([a-z0-9]{1,20})@(trade|bookTicker|depth(5|10|20)?(?:@(100|1000)ms)?)$")
-_STREAM_ID_RE = re.compile(r"^[a-zA-Z0-9]{1,36}$")
+_STREAM_ID_RE = re.compile(r"^[a-zA-Z0-9-]{1,36}$")  # the official SDK sends UUIDs
 _STREAM_METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
 _INT64 = (-(2**63), 2**63 - 1)
 
