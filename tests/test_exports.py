@@ -19,6 +19,18 @@ PUBLIC = {
     ],
     "workbench.instrument": ["Instrument", "decimal_to_int", "int_to_decimal"],
     "workbench.cli": ["main", "default_recording"],
+    "workbench.venue": [
+        "ApiKey", "ConservativeQueue", "ConstantLatency", "ErrorCode", "FeeSchedule", "LatencyModel", "MatchingEngine",
+        "NoQueue", "OrderRequest", "OrderStatus", "OrderType", "ProbabilisticQueue", "ReplayVenue", "SampledLatency",
+        "SymbolSpec", "SyntheticConfig", "SyntheticVenue", "TimeInForce", "Venue", "commission_units",
+        "feed_latency_samples", "new_api_key", "read_keys_file", "write_keys_file",
+    ],
+    "workbench.venue.server": ["ServerConfig", "ServerFaults", "VenueClock", "VenueServer"],
+    "workbench.venue.protocol": [
+        "ApiSession", "Faults", "Protocol", "ProtocolConfig", "RestResponse", "StreamName", "StreamSession",
+        "book_ticker", "combined", "depth_levels", "depth_update", "depth_update_json", "dumps", "format_decimal",
+        "parse_stream", "server_shutdown", "stream_session", "trade_event",
+    ],
 }
 
 
