@@ -107,6 +107,12 @@ class Instrument:
         """Size string to integer lots; ValueError if it is not a whole number of lots."""
         return decimal_to_int(text, self._qty.digits, self._qty.units)
 
+    @property
+    def scales(self) -> tuple[int, int, int, int]:
+        """(px digits, px units, qty digits, qty units): tick and lot sizes as ``units * 10**-digits`` (for kernels
+        that parse decimal text themselves, as :func:`decimal_to_int` does)."""
+        return self._px.digits, self._px.units, self._qty.digits, self._qty.units
+
     def ticks_to_str(self, px_ticks: int) -> str:
         return int_to_decimal(px_ticks, self._px.digits, self._px.units)
 
