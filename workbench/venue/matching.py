@@ -7,7 +7,7 @@ nothing): a synthetic order-flow model or a replay drives it through the same me
 Two ways in, one kernel (:func:`workbench.venue.nb.run_nb`):
 
 - the :class:`Venue` methods (``place``, ``cancel``, ``cancel_all``, ...) run a one-row batch and convert the rows
-  to api objects; events wait for :meth:`poll`;
+  to api objects; events wait for :meth:`poll` (or :meth:`poll_rows`: the same events as rows, for a server);
 - :meth:`submit_batch` takes a structured array of :data:`~workbench.venue.nb.cmd_dt` commands and returns the raw
   :data:`~workbench.venue.nb.res_dt` and :data:`~workbench.venue.nb.out_dt` arrays (millions of commands per
   second). It also speaks the two commands a synthetic flow needs: a LIMIT priced relative to the best of its own
@@ -78,6 +78,13 @@ MESSAGES: dict[int, tuple[ErrorCode, str]] = {
 _NO_ID = "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!"
 _EXEC_NAMES = {nb.X_NEW: "NEW", nb.X_TRADE: "TRADE", nb.X_CANCELED: "CANCELED", nb.X_EXPIRED: "EXPIRED"}
 _LIST_CAP0 = 8
+
+
+def _same_events_as_poll_rows(poll):
+    """Marks a ``poll`` whose events are exactly ``events_from_rows(poll_rows())`` of the same object: a server may
+    then read the rows instead (a subclass that overrides ``poll`` loses the mark, and the server falls back)."""
+    poll.same_events_as_poll_rows = True
+    return poll
 
 
 def _pow2_at_least(n: int) -> int:
@@ -179,7 +186,10 @@ class MatchingEngine:
         self._acct_ids: list[int] = []
         self._acct_ix: dict[int, int] = {}
 
-        self._out = np.zeros(4096, nb.out_dt)
+        self._set_out(np.zeros(4096, nb.out_dt))
+        self._cmd1 = np.zeros(1, nb.cmd_dt)  # the command of a request (place, cancel), reused
+        self._res1 = np.zeros(1, nb.res_dt)
+        self._res1_bytes = self._res1.view(np.uint8)
         self._pending: list[np.ndarray] = []
         self._cid_text: dict[int, str] = {0: ""}  # handle -> text
         self._cid_handle: dict[tuple[int, str], int] = {}  # (account index, text) -> handle
@@ -278,23 +288,34 @@ class MatchingEngine:
         s = self._sym_ix.get(req.symbol)
         if s is None:
             return PlaceResult(None, (), Rejection(ErrorCode.BAD_SYMBOL, "Invalid symbol."))
-        a = self.account_index(req.account)
+        account = req.account
+        a = self.account_index(account)
         text = req.client_order_id
         if not text:
             self._auto_cid += 1
             text = f"wb-{self._auto_cid}"
-        cmd = np.zeros(1, nb.cmd_dt)
-        cmd[0] = (nb.OP_PLACE, 0, _i8(req.side), _i8(req.type), _i8(req.tif), s, a, _i64(req.px_ticks),
-                  _i64(req.qty_lots), 0, self.intern_client_id(req.account, text), 0, now_ns)
-        res, out = self._submit(cmd, True)
-        r = res[0].tolist()
-        if r[_R["code"]]:
-            return PlaceResult(None, (), self._rejection(r))
-        fills = tuple(
-            Fill(e[_F["trade_id"]], r[_R["order_id"]], int(req.account), int(req.side), e[_F["fill_px"]],
-                 e[_F["fill_qty"]], False, e[_F["commission"]], int(now_ns))
-            for e in out.tolist() if e[_F["kind"]] == nb.EV_TRADE
+        # _i8 / _i64 inline for the values that need no conversion (a function call each is a microsecond here)
+        side, otype, tif, px, qty = req.side, req.type, req.tif, req.px_ticks, req.qty_lots
+        small = _SMALL_INTS
+        cmd = self._cmd1
+        cmd[0] = (
+            nb.OP_PLACE, 0, small[side] if side in small else _i8(side), small[otype] if otype in small else _i8(otype),
+            small[tif] if tif in small else _i8(tif), s, a,
+            px if px.__class__ is int and _I64_MIN <= px <= _I64_MAX else _i64(px),
+            qty if qty.__class__ is int and _I64_MIN <= qty <= _I64_MAX else _i64(qty), 0,
+            self.intern_client_id(account, text), 0, now_ns,
         )
+        res, out = self._submit(cmd, True, own_res=True)
+        r = res.item(0)
+        if r[_R_CODE]:
+            return PlaceResult(None, (), self._rejection(r))
+        fills = ()
+        if r[_R_N]:  # the number of fills: one EV_TRADE row each
+            oid, acc, side, ts = r[_R_ORDER_ID], int(account), int(req.side), int(now_ns)
+            fills = tuple(
+                Fill(e[_F_TRADE_ID], oid, acc, side, e[_F_FILL_PX], e[_F_FILL_QTY], False, e[_F_COMMISSION], ts)
+                for e in out.tolist() if e[_F_KIND] == nb.EV_TRADE
+            )
         return PlaceResult(self._view_from_res(r, now_ns), fills)
 
     def cancel(
@@ -311,10 +332,10 @@ class MatchingEngine:
             cid = self._cid_handle.get((a, client_order_id), -1)
             if cid < 0:  # never seen: no such order
                 return CancelResult(None, Rejection(*MESSAGES[nb.MSG_UNKNOWN_ORDER]))
-        cmd = np.zeros(1, nb.cmd_dt)
+        cmd = self._cmd1
         cmd[0] = (nb.OP_CANCEL, 0, 0, 0, 0, s, a, 0, 0, _i64(order_id or 0), cid, 0, now_ns)
-        res, _ = self._submit(cmd, True)
-        r = res[0].tolist()
+        res, _ = self._submit(cmd, True, own_res=True)
+        r = res.item(0)
         if r[_R["code"]]:
             return CancelResult(None, self._rejection(r))
         return CancelResult(self._view_from_res(r, now_ns))
@@ -328,10 +349,11 @@ class MatchingEngine:
         ak = a * len(self._sym_names) + s
         off, n = int(self._ol_meta[ak, nb.L_OFF]), int(self._ol_meta[ak, nb.L_N])
         views = [self._view_from_pool(int(o)) for o in self._ol[off : off + n][::-1]]  # the kernel's order
-        cmd = np.zeros(1, nb.cmd_dt)
+        cmd = self._cmd1
         cmd[0] = (nb.OP_CANCEL_ALL, 0, 0, 0, 0, s, a, 0, 0, 0, 0, 0, now_ns)
-        self._submit(cmd, True)
-        return [_replace(v, status=OrderStatus.CANCELED, updated_ns=int(now_ns)) for v in views]
+        self._submit(cmd, True, own_res=True)
+        now_ns = int(now_ns)
+        return [_canceled(v, now_ns) for v in views]
 
     def submit_batch(self, cmds: np.ndarray, *, publish: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Apply a batch of :data:`~workbench.venue.nb.cmd_dt` commands in order.
@@ -426,26 +448,55 @@ class MatchingEngine:
         """Last trade price of the symbol, or its configured initial price before any trade."""
         return int(self._sym[self.symbol_index(symbol), nb.S_REF])
 
+    @_same_events_as_poll_rows
     def poll(self) -> list[ExecutionReport | TradePrint | LevelChange]:
         """Events since the last poll, in the order they happened (execution reports of reporting accounts)."""
-        pending, self._pending = self._pending, []
-        events: list[ExecutionReport | TradePrint | LevelChange] = []
-        for rows in pending:
-            for e in rows.tolist():
-                events.append(self._event(e))
-        return events
+        return self.events_from_rows(self.poll_rows())
+
+    def poll_rows(self) -> np.ndarray:
+        """What :meth:`poll` would return, as the kernel's event rows (:data:`~workbench.venue.nb.out_dt`, in order),
+        without building an object per event: the fast path of a server fanning out market data. Like ``poll``, it
+        takes the events (a later ``poll`` or ``poll_rows`` does not see them again); :meth:`events_from_rows` turns
+        rows into the api events. Rows' ``kind`` is :attr:`EV_EXEC`, :attr:`EV_TRADE` or :attr:`EV_LEVEL`; ``sym``
+        indexes :attr:`symbol_names`."""
+        pending = self._pending
+        if not pending:
+            return _NO_ROWS
+        self._pending = []
+        return pending[0] if len(pending) == 1 else np.concatenate(pending)
+
+    def events_from_rows(self, rows) -> list[ExecutionReport | TradePrint | LevelChange]:
+        """The api events of event rows (as :meth:`poll` returns them): an array of them, or its ``tolist()``."""
+        event = self._event
+        return [event(e) for e in (rows.tolist() if isinstance(rows, np.ndarray) else rows)]
+
+    #: Event row kinds (``out_dt["kind"]``), for readers of :meth:`poll_rows`.
+    EV_EXEC, EV_TRADE, EV_LEVEL = nb.EV_EXEC, nb.EV_TRADE, nb.EV_LEVEL
+    #: Execution type of a canceled order (``out_dt["xtype"]``).
+    X_CANCELED = nb.X_CANCELED
+
+    @property
+    def symbol_names(self) -> tuple[str, ...]:
+        """Symbols by index (the ``sym`` of commands and event rows)."""
+        return tuple(self._sym_names)
 
     # -- internals ------------------------------------------------------------------------------------------------
-    def _submit(self, cmds: np.ndarray, publish: bool) -> tuple[np.ndarray, np.ndarray]:
-        res = np.zeros(len(cmds), nb.res_dt)
+    def _submit(self, cmds: np.ndarray, publish: bool, own_res: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Run ``cmds``; ``own_res``: a one-command request whose result goes into the engine's reused row (read
+        before the next call) instead of a new array."""
+        if own_res:
+            res = self._res1
+            self._res1_bytes[:] = 0  # a memset through the byte view
+        else:
+            res = np.zeros(len(cmds), nb.res_dt)
         st = self._st
         n_used = int(st[nb.ST_N_OUT])
         if n_used:  # clear the rows of the previous call (a view of them may have been returned); a byte view is
             # a memset, where assigning 0 to a structured array goes field by field (100x slower)
-            self._out.view(np.uint8)[: n_used * nb.out_dt.itemsize] = 0
+            self._out_u8[: n_used * _OUT_ITEMSIZE] = 0
             st[nb.ST_N_OUT] = 0
         if len(self._out) < 2 * len(cmds):
-            self._out = np.zeros(_pow2_at_least(2 * len(cmds)), nb.out_dt)
+            self._set_out(np.zeros(_pow2_at_least(2 * len(cmds)), nb.out_dt))
         i = 0
         while True:
             status, i = nb.run_nb(
@@ -459,7 +510,7 @@ class MatchingEngine:
                 n = int(st[nb.ST_N_OUT])
                 out = np.zeros(max(2 * len(self._out), _pow2_at_least(n + int(st[nb.ST_NEED_ROWS]))), nb.out_dt)
                 out[:n] = self._out[:n]
-                self._out = out
+                self._set_out(out)
             elif status == nb.STATUS_POOL_FULL:
                 self._grow_pool(2 * len(self._pool))
             elif status == nb.STATUS_LIST_FULL:
@@ -470,16 +521,25 @@ class MatchingEngine:
             else:  # pragma: no cover
                 raise AssertionError(f"unknown kernel status {status}")
         n = int(st[nb.ST_N_OUT])
-        out = self._out[:n]
         if publish:
-            raw = self._out.view(np.uint8)[: n * nb.out_dt.itemsize]
-            out = raw.copy().view(nb.out_dt)  # a byte copy: a structured copy costs ~4x more on small outputs
+            if not n:
+                return res, self._out[:0]
+            raw = self._out_u8[: n * _OUT_ITEMSIZE]
+            # a byte copy (a structured copy costs ~4x more on small outputs), typed without .view()'s checks
+            buf = raw.copy()
+            out = np.ndarray(n, nb.out_dt, buf)
             st[nb.ST_N_OUT] = 0
             raw[:] = 0
-            if n:
-                self._pending.append(out)
+            self._pending.append(out)
+            # closed orders (status FILLED and beyond) enter the history; most requests close none
+            if n > 16 or max(buf[_OUT_STATUS_OFFSET::_OUT_ITEMSIZE].tobytes()) >= nb.OS_FILLED:
                 self._record_history(out)
-        return res, out
+            return res, out
+        return res, self._out[:n]
+
+    def _set_out(self, out: np.ndarray) -> None:
+        self._out = out
+        self._out_u8 = out.view(np.uint8)  # kept: making a byte view of a structured array costs a microsecond
 
     def _grow_pool(self, new_size: int) -> None:
         old = len(self._pool)
@@ -573,8 +633,8 @@ class MatchingEngine:
     def _view_from_res(self, r: tuple, now_ns: int) -> OrderView:
         return OrderView(
             r[_R["order_id"]], self._cid_str(r[_R["cid"]]), self._acct_ids[r[_R["account"]]],
-            self._sym_names[r[_R["sym"]]], r[_R["side"]], OrderType(r[_R["type"]]), TimeInForce(r[_R["tif"]]),
-            r[_R["px"]], r[_R["qty"]], r[_R["filled"]], r[_R["quote_filled"]], OrderStatus(r[_R["status"]]),
+            self._sym_names[r[_R["sym"]]], r[_R["side"]], _order_type(r[_R["type"]]), _tif(r[_R["tif"]]),
+            r[_R["px"]], r[_R["qty"]], r[_R["filled"]], r[_R["quote_filled"]], _status(r[_R["status"]]),
             r[_R["created_ns"]], int(now_ns),
         )
 
@@ -582,15 +642,15 @@ class MatchingEngine:
         p = self._pool[slot].tolist()
         return OrderView(
             p[nb.O_ID], self._cid_str(p[nb.O_CID]), self._acct_ids[p[nb.O_ACCT]], self._sym_names[p[nb.O_SYM]],
-            p[nb.O_SIDE], OrderType(p[nb.O_TYPE]), TimeInForce(p[nb.O_TIF]), p[nb.O_PX], p[nb.O_QTY],
-            p[nb.O_FILLED], p[nb.O_QFILLED], OrderStatus(p[nb.O_STATUS]), p[nb.O_CREATED], p[nb.O_UPDATED],
+            p[nb.O_SIDE], _order_type(p[nb.O_TYPE]), _tif(p[nb.O_TIF]), p[nb.O_PX], p[nb.O_QTY],
+            p[nb.O_FILLED], p[nb.O_QFILLED], _status(p[nb.O_STATUS]), p[nb.O_CREATED], p[nb.O_UPDATED],
         )
 
     def _view_from_row(self, e: tuple) -> OrderView:
         return OrderView(
             e[_F["order_id"]], self._cid_str(e[_F["cid"]]), self._acct_ids[e[_F["account"]]],
-            self._sym_names[e[_F["sym"]]], e[_F["side"]], OrderType(e[_F["type"]]), TimeInForce(e[_F["tif"]]),
-            e[_F["px"]], e[_F["qty"]], e[_F["filled"]], e[_F["quote_filled"]], OrderStatus(e[_F["status"]]),
+            self._sym_names[e[_F["sym"]]], e[_F["side"]], _order_type(e[_F["type"]]), _tif(e[_F["tif"]]),
+            e[_F["px"]], e[_F["qty"]], e[_F["filled"]], e[_F["quote_filled"]], _status(e[_F["status"]]),
             e[_F["created_ns"]], e[_F["ts_ns"]],
         )
 
@@ -638,7 +698,33 @@ class MatchingEngine:
 
 
 _F = {name: k for k, name in enumerate(nb.out_dt.names)}
+_F_KIND, _F_TRADE_ID, _F_FILL_PX, _F_FILL_QTY, _F_COMMISSION = (
+    _F["kind"], _F["trade_id"], _F["fill_px"], _F["fill_qty"], _F["commission"])
+_OUT_ITEMSIZE = nb.out_dt.itemsize
+_OUT_STATUS_OFFSET = nb.out_dt.fields["status"][1]
+assert nb.out_dt.fields["status"][0] == np.int8 and nb.OS_FILLED > 0  # read as unsigned bytes above
+_SMALL_INTS = {v: v for v in range(-128, 128)}  # _i8 of the values that need no conversion
+_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
+_NO_ROWS = np.zeros(0, nb.out_dt)
+_NO_ROWS.flags.writeable = False
 _R = {name: k for k, name in enumerate(nb.res_dt.names)}
+_R_CODE, _R_N, _R_ORDER_ID = _R["code"], _R["n"], _R["order_id"]
+_ORDER_TYPES = {int(v): v for v in OrderType}
+_TIFS = {int(v): v for v in TimeInForce}
+_STATUSES = {int(v): v for v in OrderStatus}
+
+
+def _order_type(v: int) -> OrderType:
+    """``OrderType(v)`` by a dict lookup (enum construction is a slow call on the request path)."""
+    return _ORDER_TYPES.get(v) or OrderType(v)
+
+
+def _tif(v: int) -> TimeInForce:
+    return _TIFS.get(v) or TimeInForce(v)
+
+
+def _status(v: int) -> OrderStatus:
+    return _STATUSES.get(v) or OrderStatus(v)
 
 
 def _i8(v: int) -> int:
@@ -654,7 +740,7 @@ def _i64(v: int) -> int:
     return min(max(int(v), -(1 << 63)), (1 << 63) - 1)
 
 
-def _replace(v: OrderView, **changes) -> OrderView:
-    from dataclasses import replace
-
-    return replace(v, **changes)
+def _canceled(v: OrderView, now_ns: int) -> OrderView:
+    """``dataclasses.replace(v, status=CANCELED, updated_ns=now_ns)``, built directly (replace is slow)."""
+    return OrderView(v.order_id, v.client_order_id, v.account, v.symbol, v.side, v.type, v.tif, v.px_ticks,
+                     v.qty_lots, v.filled_lots, v.quote_filled, OrderStatus.CANCELED, v.created_ns, now_ns)

@@ -48,7 +48,10 @@ Where this differs from Binance, knowingly:
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import itertools
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -196,8 +199,6 @@ def depth_update(instrument: Instrument, changes: Sequence[LevelChange], event_n
 
 def depth_update_json(instrument: Instrument, changes: Sequence[LevelChange], event_ns: int) -> str:
     """:func:`depth_update` as JSON text, assembled directly (the hot path of the diff depth streams)."""
-    px, qty, _ = _scales(instrument)
-    pt, qt = px.text, qty.text
     bids: dict[int, int] = {}
     asks: dict[int, int] = {}
     first = last = changes[0].update_id
@@ -208,10 +209,58 @@ def depth_update_json(instrument: Instrument, changes: Sequence[LevelChange], ev
             first = u
         elif u > last:
             last = u
+    return depth_diff_json(instrument, first, last, bids, asks, event_ns)
+
+
+def depth_diff_json(instrument: Instrument, first: int, last: int, bids: Mapping[int, int], asks: Mapping[int, int],
+                    event_ns: int) -> str:
+    """A ``depthUpdate`` of changes already conflated: update ids ``first``..``last``, ``{px_ticks: qty_lots}`` per
+    side in the order the levels first changed (what :func:`depth_update_json` makes of the changes)."""
+    px, qty, _ = _scales(instrument)
+    pt, qt = px.text, qty.text
     b = ",".join(f'["{pt(p)}","{qt(q)}"]' for p, q in bids.items())
     a = ",".join(f'["{pt(p)}","{qt(q)}"]' for p, q in asks.items())
-    sym = orjson.dumps(instrument.symbol).decode()
-    return f'{{"e":"depthUpdate","E":{event_ns // _MS},"s":{sym},"U":{first},"u":{last},"b":[{b}],"a":[{a}]}}'
+    return (f'{{"e":"depthUpdate","E":{event_ns // _MS},"s":{_symbol_json(instrument)},"U":{first},"u":{last},'
+            f'"b":[{b}],"a":[{a}]}}')
+
+
+def depth_updates_json(instrument: Instrument, update_ids: Sequence[int], sides: Sequence[int],
+                       pxs: Sequence[int], qtys: Sequence[int], event_ns: int) -> list[str]:
+    """One ``depthUpdate`` per run of consecutive changes sharing an update id, in one pass: the same texts as
+    :func:`depth_update_json` of each run (changes given as columns: update id, side, px_ticks, qty_lots)."""
+    px, qty, _ = _scales(instrument)
+    pt, qt = px.text, qty.text
+    pm, qm = px._memo, qty._memo
+    head = f'{{"e":"depthUpdate","E":{event_ns // _MS},"s":{_symbol_json(instrument)},"U":'
+    out: list[str] = []
+    append = out.append
+    n = len(update_ids)
+    i = 0
+    while i < n:
+        u = update_ids[i]
+        j = i + 1
+        if j < n and update_ids[j] == u:  # several changes under one id: conflate them
+            while j < n and update_ids[j] == u:
+                j += 1
+            bids: dict[int, int] = {}
+            asks: dict[int, int] = {}
+            for k in range(i, j):
+                (bids if sides[k] > 0 else asks)[pxs[k]] = qtys[k]
+            append(depth_diff_json(instrument, u, u, bids, asks, event_ns))
+        else:
+            p, q = pxs[i], qtys[i]
+            level = f'["{pm.get(p) or pt(p)}","{qm.get(q) or qt(q)}"]'
+            if sides[i] > 0:
+                append(f'{head}{u},"u":{u},"b":[{level}],"a":[]}}')
+            else:
+                append(f'{head}{u},"u":{u},"b":[],"a":[{level}]}}')
+        i = j
+    return out
+
+
+@lru_cache(maxsize=256)
+def _symbol_json(instrument: Instrument) -> str:
+    return orjson.dumps(instrument.symbol).decode()
 
 
 def trade_event(instrument: Instrument, trade: TradePrint, event_ns: int) -> dict:
@@ -328,6 +377,12 @@ class StreamSession:
         if stream not in self._streams:
             return None
         return combined(stream, payload) if self.combined else payload
+
+    def frames(self, stream: str, payloads: list[str]) -> list[str] | None:
+        """:meth:`frame` of each payload (the list itself on a raw connection), None if not subscribed."""
+        if stream not in self._streams:
+            return None
+        return [combined(stream, p) for p in payloads] if self.combined else payloads
 
     def handle_control(self, text: str) -> list[str]:
         """Answer one text frame received on a market-stream connection (Binance's live subscribing)."""
@@ -574,11 +629,27 @@ class ApiSession:
 
 
 class _Key:
-    __slots__ = ("secret", "account")
+    __slots__ = ("secret", "account", "_inner", "_outer")
 
     def __init__(self, secret: str, account: int) -> None:
         self.secret = secret
         self.account = account
+        # HMAC-SHA256 (RFC 2104) with the keyed inner and outer hash states made once: a signature then costs two
+        # hash copies instead of a key schedule (hmac.digest redoes it on every call)
+        k = secret.encode()
+        if len(k) > 64:
+            k = hashlib.sha256(k).digest()
+        k = k.ljust(64, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in k))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in k))
+
+    def hmac_hex(self, payload: bytes) -> str:
+        """``signing.sign(secret, payload)`` for an encoded payload."""
+        inner = self._inner.copy()
+        inner.update(payload)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
 
     def __repr__(self) -> str:
         return f"_Key(account={self.account}, secret=<redacted>)"
@@ -613,6 +684,22 @@ _CLIENT_ID_LEGAL = r"^[a-zA-Z0-9-_]{1,36}$"
 _CLIENT_ID_RE = re.compile(_CLIENT_ID_LEGAL)
 _SYMBOL_LEGAL = r"^[A-Z0-9-_.]{1,20}$"
 _SYMBOL_RE = re.compile(_SYMBOL_LEGAL)
+_TYPE_RE = re.compile(r"^[A-Z_]{1,20}$")
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _plain_signature_ok(key: _Key, params: Mapping[str, object], signature: str) -> bool:
+    """Whether ``signature`` signs the plain payload of ``params`` (the first spelling ``signing.verify`` tries, and
+    the one clients send): one-shot HMAC, the payload built inline. False sends the caller to ``signing.verify``."""
+    if not isinstance(signature, str):
+        return False
+    text_of = signing.param_text
+    payload = "&".join([f"{k}={v if v.__class__ is str else text_of(v)}" for k in sorted(params) if k != "signature"
+                        for v in (params[k],)])
+    return hmac.compare_digest(key.hmac_hex(payload.encode()).encode(), signature.lower().encode())
 
 
 def _mandatory(name: str) -> _ApiError:
@@ -722,9 +809,19 @@ _UNSUPPORTED_TYPES = {
     "TAKE_PROFIT_LIMIT": "Take profit limit orders are not supported for this symbol.",
 }
 _TIFS = ("GTC", "IOC", "FOK")
+_ORDER_TYPE_OF = {t.name: t for t in OrderType}  # OrderType[name] without the enum machinery
+_TIF_OF = {t.name: t for t in TimeInForce}
 _RESP_TYPES = ("ACK", "RESULT", "FULL")
 _STP_MODES = ("NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH", "DECREMENT")
 _MAX_CANCEL_IDS = 65536
+_MEMO_MAX = 1 << 16
+
+
+def _remember(memo: dict, key, value) -> None:
+    """``memo[key] = value`` in a memo bounded by ``_MEMO_MAX`` entries (emptied when full)."""
+    if len(memo) >= _MEMO_MAX:
+        memo.clear()
+    memo[key] = value
 
 
 @dataclass(frozen=True, slots=True)
@@ -790,6 +887,21 @@ class Protocol:
         self._ws_limits = [w.info(), o10.info(), oday.info(),
                            Limit("CONNECTIONS", "MINUTE", 5, cfg.connections_per_5min).info()]
         self._session_ids = itertools.count(1)
+        # one JSON decoder for every request (json.loads with options builds a decoder per call); its hook notes a
+        # duplicate key in any object of the request being decoded
+        self._dup_keys: list[bool] = []
+        dup_keys = self._dup_keys
+
+        def pairs(items):
+            d = dict(items)
+            if len(d) != len(items):
+                dup_keys.append(True)
+            return d
+
+        self._decoder = json.JSONDecoder(parse_float=signing.RawNumber, parse_constant=_reject_constant,
+                                         object_pairs_hook=pairs)
+        self._limit_info: dict[int, tuple[Limit, dict]] = {}  # id(limit) -> (limit, its exchangeInfo entry)
+        self._units: dict[str, tuple[dict[str, int], dict[str, int]]] = {}  # symbol -> (price, size) memos
         self._subscribers: dict[int, dict[ApiSession, int]] = {}  # account -> session -> subscriptionId
         self._cancel_ids: dict[tuple[int, int], str] = {}        # (account, orderId) -> clientOrderId of the cancel
         self._cancel_seq = itertools.count(1)
@@ -846,18 +958,10 @@ class Protocol:
 
     def handle_ws_api(self, session: ApiSession, text: str | bytes, now_ns: int) -> list[str]:
         """Answer one text frame of a WebSocket API connection; returns the frames to send on it (one)."""
-        dup = []
-
-        def pairs(items):
-            d = {}
-            for k, v in items:
-                if k in d:
-                    dup.append(k)
-                d[k] = v
-            return d
-
+        dup = self._dup_keys
+        dup.clear()
         try:
-            req = signing.loads(text, object_pairs_hook=pairs)
+            req = self._loads(text)
         except (ValueError, RecursionError):
             return [self._error_frame(None, _err(-1135, "Invalid JSON Request"))]
         if not isinstance(req, dict):
@@ -906,6 +1010,18 @@ class Protocol:
             msg["rateLimits"] = self._rate_limits(ctx, weight)
         return [dumps(msg)]
 
+    def _loads(self, text: str | bytes):
+        """``signing.loads(text, object_pairs_hook=...)`` (the same checks as ``json.loads``), with the decoder built
+        once."""
+        if isinstance(text, str):
+            if text.startswith("\ufeff"):
+                raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        else:
+            if not isinstance(text, (bytes, bytearray)):
+                raise TypeError(f"the JSON object must be str, bytes or bytearray, not {text.__class__.__name__}")
+            text = text.decode(json.detect_encoding(text), "surrogatepass")
+        return self._decoder.decode(text)
+
     @staticmethod
     def _error_frame(rid, e: _ApiError, rate_limits: list | None = None) -> str:
         error = {"code": e.code, "msg": e.msg}
@@ -916,11 +1032,18 @@ class Protocol:
             msg["rateLimits"] = rate_limits
         return dumps(msg)
 
-    @staticmethod
-    def _rate_limits(ctx: _Ctx, weight) -> list[dict]:
-        out = [w.entry() for w in ctx.order_windows] if ctx.order_windows else []
-        out.append(weight.entry())
+    def _rate_limits(self, ctx: _Ctx, weight) -> list[dict]:
+        out = [self._entry(w) for w in ctx.order_windows] if ctx.order_windows else []
+        out.append(self._entry(weight))
         return out
+
+    def _entry(self, window) -> dict:
+        """``window.entry()``, from the limit's entry made once."""
+        limit = window.limit
+        cached = self._limit_info.get(id(limit))
+        if cached is None or cached[0] is not limit:
+            cached = self._limit_info[id(limit)] = (limit, limit.info())
+        return {**cached[1], "count": window.count}
 
     def _too_much_weight(self, window, now_ns: int) -> _ApiError:
         lim = window.limit
@@ -958,7 +1081,7 @@ class Protocol:
             raise _err(-1021, "Timestamp for this request was 1000ms ahead of the server's time.")
         if now_us - ts_us > rw_us:
             raise _err(-1021)
-        if not signing.verify(key.secret, p.raw, signature):
+        if not (_plain_signature_ok(key, p.raw, signature) or signing.verify(key.secret, p.raw, signature)):
             raise _err(-1022)
         return key.account
 
@@ -1078,7 +1201,7 @@ class Protocol:
     def _parse_order(self, p: _Params):
         symbol = p.symbol()
         side = p.enum("side", ("BUY", "SELL"), required=True, code=-1117, msg="Invalid side.")
-        raw_type = p.string("type", required=True, regex=re.compile(r"^[A-Z_]{1,20}$"), legal="ENUM")
+        raw_type = p.string("type", required=True, regex=_TYPE_RE, legal="ENUM")
         if raw_type in _UNSUPPORTED_TYPES:
             raise _err(-2010, _UNSUPPORTED_TYPES[raw_type])
         if raw_type not in _ORDER_TYPES:
@@ -1122,27 +1245,34 @@ class Protocol:
         if f is None:
             raise _err(-1121)
         inst, spec = f.spec.instrument, f.spec
+        memo = self._units.get(symbol)
+        if memo is None:
+            memo = self._units[symbol] = ({}, {})
+        px_memo, qty_memo = memo  # decimal text -> ticks / lots (clients send the same prices and sizes again)
         px_ticks = 0
         if price is not None:
-            try:
-                px_ticks = inst.px_to_ticks(price)
-            except ValueError:
-                raise _err(-1013, "Filter failure: PRICE_FILTER") from None
+            px_ticks = px_memo.get(price)
+            if px_ticks is None:
+                try:
+                    px_ticks = inst.px_to_ticks(price)
+                except ValueError:
+                    raise _err(-1013, "Filter failure: PRICE_FILTER") from None
+                _remember(px_memo, price, px_ticks)
             if not 0 < px_ticks <= f.max_px_ticks:
                 raise _err(-1013, "Filter failure: PRICE_FILTER")
-        try:
-            qty_lots = inst.qty_to_lots(quantity)
-        except ValueError:
-            raise _err(-1013, "Filter failure: LOT_SIZE") from None
+        qty_lots = qty_memo.get(quantity)
+        if qty_lots is None:
+            try:
+                qty_lots = inst.qty_to_lots(quantity)
+            except ValueError:
+                raise _err(-1013, "Filter failure: LOT_SIZE") from None
+            _remember(qty_memo, quantity, qty_lots)
         if not spec.min_qty_lots <= qty_lots <= spec.max_qty_lots or qty_lots <= 0:
             raise _err(-1013, "Filter failure: LOT_SIZE")
         if price is not None and px_ticks * qty_lots < spec.min_notional_ticks_lots:
             raise _err(-1013, "Filter failure: NOTIONAL")
-        req = OrderRequest(
-            account=account, symbol=symbol, side=1 if side == "BUY" else -1, type=OrderType[type_],
-            qty_lots=qty_lots, px_ticks=px_ticks, tif=TimeInForce[tif] if tif else TimeInForce.GTC,
-            client_order_id=client_id or "",
-        )
+        req = OrderRequest(account, symbol, 1 if side == "BUY" else -1, _ORDER_TYPE_OF[type_], qty_lots, px_ticks,
+                           _TIF_OF[tif] if tif else TimeInForce.GTC, client_id or "")
         return req, f
 
     def _order_place(self, ctx, p):
@@ -1405,6 +1535,18 @@ class Protocol:
         if len(self._cancel_ids) >= _MAX_CANCEL_IDS:
             del self._cancel_ids[next(iter(self._cancel_ids))]
         self._cancel_ids[(account, order_id)] = cancel_id
+
+    @property
+    def has_user_subscribers(self) -> bool:
+        """Whether any connection subscribed to an account's user data stream."""
+        return bool(self._subscribers)
+
+    def skip_user_events(self, canceled: Iterable[tuple[int, int]]) -> None:
+        """What :meth:`render_user_events` does with reports while no connection subscribed to any account (it
+        renders nothing): the cancel id of each canceled order, ``(account, orderId)`` in order, is used up. A
+        server may call this instead of building the reports."""
+        for key in canceled:
+            self._cancel_ids.pop(key, None) or self._new_cancel_id()
 
     def render_user_events(self, events: Iterable[object], now_ns: int) -> dict[ApiSession, list[str]]:
         """User data stream frames for what :meth:`Venue.poll` returned, per subscribed connection.

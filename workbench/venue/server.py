@@ -16,6 +16,12 @@ Every connection has a bounded outbox drained by its own writer task: a client t
 own outbox and is disconnected when it overflows (close code 1008), so nobody else slows down. Frames larger than
 ``max_frame_bytes`` close the connection (1009), as Binance does.
 
+Speed (``benchmarks/bench_server.py``): on loopback the system call per frame, not the bytes, bounds a connection,
+so a writer serializes every frame waiting (up to ``_RUN_FRAMES``) itself and writes them at once; answers of the
+WebSocket API go out in one write each the same way. When the venue's ``poll`` is a matching engine's, the server
+reads the engine's event rows (``poll_rows``) and renders depth messages from their columns, building no object per
+event; any other venue goes through its api events, with the same frames.
+
 Faults (:class:`ServerFaults`, from code or ``workbench venue --fault``): drop depth events, serve a stale
 snapshot, disconnect clients, send ``serverShutdown``; error answers and "execution status unknown" come from
 ``protocol.faults``.
@@ -38,6 +44,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import Side
 
 from workbench.venue import protocol as proto
 from workbench.venue.api import ExecutionReport, LevelChange, TradePrint, Venue
@@ -101,6 +108,43 @@ class ServerFaults:
     _stale_bodies: dict = field(default_factory=dict, repr=False)
 
 
+#: Frames a writer puts into one socket write at most (bounds what a slow reader's transport buffers beyond the
+#: outbox: about this many frames over the write limit).
+_RUN_FRAMES = 512
+_HEADS = [bytes((0x81, n)) for n in range(126)]  # FIN + text opcode, unmasked, 7-bit length
+
+
+def _text_frames(frames: list[str]) -> bytes:
+    """Unmasked text frames (RFC 6455 5.2, server to client, no extensions), byte for byte what
+    ``protocol.send_text`` serializes, joined."""
+    parts = []
+    heads = _HEADS
+    for text in frames:
+        data = text.encode()
+        n = len(data)
+        if n < 126:
+            parts.append(heads[n])
+        elif n < 65536:
+            parts.append(b"\x81\x7e" + n.to_bytes(2, "big"))
+        else:
+            parts.append(b"\x81\x7f" + n.to_bytes(8, "big"))
+        parts.append(data)
+    return b"".join(parts)
+
+
+def _can_write_runs(conn: ServerConnection) -> bool:
+    """Whether the writer may serialize runs of frames itself: a server connection without extensions, on a
+    ``websockets`` that has the pieces used (``send_context``, ``transport``); else it sends frame by frame."""
+    protocol = getattr(conn, "protocol", None)
+    return (
+        hasattr(conn, "send_context")
+        and getattr(conn, "transport", None) is not None
+        and protocol is not None
+        and getattr(protocol, "side", None) is Side.SERVER
+        and not getattr(protocol, "extensions", True)
+    )
+
+
 class _Client:
     """One connection: its outbox and what it is subscribed to."""
 
@@ -119,16 +163,81 @@ class _Client:
         if self.dropped:
             return
         if len(self.outbox) >= self.limit:
-            # a client that does not read: cut it off rather than hold memory or slow anyone down
-            self.dropped = True
-            self.outbox.clear()
-            log.warning("disconnecting %s: %d frames unread", self.conn.remote_address, self.limit)
-            transport = self.conn.transport
-            if transport is not None:
-                transport.abort()
+            self._cut()
             return
         self.outbox.append(frame)
         self.wake.set()
+
+    def push_many(self, frames: list[str]) -> None:
+        """:meth:`push` of each frame, in one step (the client is cut off exactly when pushing them one by one would
+        have cut it off)."""
+        if self.dropped or not frames:
+            return
+        if len(self.outbox) + len(frames) > self.limit:
+            self._cut()
+            return
+        self.outbox.extend(frames)
+        self.wake.set()
+
+    def _cut(self) -> None:
+        # a client that does not read: cut it off rather than hold memory or slow anyone down
+        self.dropped = True
+        self.outbox.clear()
+        log.warning("disconnecting %s: %d frames unread", self.conn.remote_address, self.limit)
+        transport = self.conn.transport
+        if transport is not None:
+            transport.abort()
+
+
+class _Diff:
+    """Level changes of one symbol waiting for an aggregated ``depthUpdate``, conflated as they come: the last size
+    per level, in the order levels first changed, and the first and last update ids."""
+
+    __slots__ = ("bids", "asks", "first", "last")
+
+    def __init__(self) -> None:
+        self.bids: dict[int, int] = {}
+        self.asks: dict[int, int] = {}
+        self.first = self.last = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.bids) or bool(self.asks)
+
+    def add(self, side: int, px: int, qty: int, uid: int) -> None:
+        if not self:
+            self.first = self.last = uid
+        elif uid < self.first:
+            self.first = uid
+        elif uid > self.last:
+            self.last = uid
+        (self.bids if side > 0 else self.asks)[px] = qty
+
+    def add_columns(self, uids: list[int], sides: list[int], pxs: list[int], qtys: list[int]) -> None:
+        if not uids:
+            return
+        lo, hi = min(uids), max(uids)
+        if not self:
+            self.first, self.last = lo, hi
+        else:
+            self.first, self.last = min(self.first, lo), max(self.last, hi)
+        bids, asks = self.bids, self.asks
+        for side, px, qty in zip(sides, pxs, qtys):
+            if side > 0:
+                bids[px] = qty
+            else:
+                asks[px] = qty
+
+
+def _row_engine(venue):
+    """The object whose ``poll_rows()`` gives exactly the events ``venue.poll()`` would (a matching engine, directly
+    or through delegation), else None: the server then reads rows and builds no object per market-data event."""
+    poll = getattr(venue, "poll", None)
+    owner = getattr(poll, "__self__", None)
+    if owner is None or not getattr(getattr(poll, "__func__", None), "same_events_as_poll_rows", False):
+        return None
+    if not all(callable(getattr(owner, m, None)) for m in ("poll_rows", "events_from_rows")):
+        return None
+    return owner
 
 
 class VenueServer:
@@ -159,8 +268,11 @@ class VenueServer:
         self._tasks: list[asyncio.Task] = []
         self._clients: set[_Client] = set()
         self._api_clients: dict[proto.ApiSession, _Client] = {}
-        self._pending_100: dict[str, list[LevelChange]] = {}
-        self._pending_1000: dict[str, list[LevelChange]] = {}
+        self._pending_100: dict[str, _Diff] = {}
+        self._pending_1000: dict[str, _Diff] = {}
+        self._names: dict[str, tuple[str, str, str, str]] = {}  # symbol -> its stream names
+        self._engine = _row_engine(venue)
+        self._engine_syms: tuple[str, ...] = self._engine.symbol_names if self._engine is not None else ()
         self._last_bbo: dict[str, tuple] = {}
         self._last_id: dict[str, int] = {}
         self.sent_depth_messages = 0
@@ -297,12 +409,22 @@ class VenueServer:
 
     async def _writer(self, client: _Client) -> None:
         conn = client.conn
+        outbox = client.outbox
+        runs = _can_write_runs(conn)
         try:
             while True:
                 await client.wake.wait()
                 client.wake.clear()
-                while client.outbox:
-                    await conn.send(client.outbox.popleft())
+                while outbox:
+                    if runs:
+                        # every frame waiting (up to a bound) in one write: on loopback the system call per frame,
+                        # not the bytes, is what limits a connection; the frames on the wire are the same
+                        n = min(len(outbox), _RUN_FRAMES)
+                        run = [outbox.popleft() for _ in range(n)]
+                        async with conn.send_context():
+                            conn.transport.write(_text_frames(run))
+                    else:
+                        await conn.send(outbox.popleft())
         except ConnectionClosed:
             pass
 
@@ -311,12 +433,18 @@ class VenueServer:
         session = self.protocol.open_session(self._wall(), client=host)
         client.api = session
         self._api_clients[session] = client
-        async for message in client.conn:
+        conn = client.conn
+        runs = _can_write_runs(conn)
+        async for message in conn:
             replies = self.protocol.handle_ws_api(session, message, self._wall())
-            for r in replies:
-                await client.conn.send(r)
+            if runs:  # the answer in one write, serialized here (websockets' send costs tens of microseconds more)
+                async with conn.send_context():
+                    conn.transport.write(_text_frames(replies))
+            else:
+                for r in replies:
+                    await conn.send(r)
             # what the request set off (fills, reports, book changes) goes out now, not at the next tick
-            self._dispatch(self.venue.poll())
+            self._poll_dispatch()
 
     async def _serve_stream(self, client: _Client) -> None:
         assert client.stream is not None
@@ -328,19 +456,21 @@ class VenueServer:
     async def _market_loop(self) -> None:
         tick = self.config.tick_ms / 1000
         flat_out = math.isinf(self.clock.speed)
-        t = getattr(self.venue, "start_ns", None)
+        t = None
         while True:
             if flat_out:
-                # replay as fast as the clients take it: one slice of the recording per pass, then yield
-                t = (t if t is not None else 0) + 10_000_000
+                # replay as fast as the clients take it: 10 ms of the recording per pass, then yield
+                if t is None:
+                    t = getattr(self.venue, "next_event_ns", None) or self._wall()
+                t += 10_000_000
                 self.venue.advance(t)
-                self._dispatch(self.venue.poll())
+                self._poll_dispatch()
                 await self._wait_for_outboxes()
-                if getattr(self.venue, "finished", False):
-                    await asyncio.sleep(tick)
+                if getattr(self.venue, "exhausted", False):
+                    await asyncio.sleep(max(tick, 0.01))
                 continue
             self.venue.advance(self.clock.now_ns())
-            self._dispatch(self.venue.poll())
+            self._poll_dispatch()
             if tick:
                 await asyncio.sleep(tick)
             else:  # flat out (tick 0): paced by the readers, like a flat-out replay
@@ -352,44 +482,142 @@ class VenueServer:
             await asyncio.sleep(0.001)
         await asyncio.sleep(0)
 
+    def _stream_names(self, sym: str) -> tuple[str, str, str, str]:
+        """``<sym>@depth@100ms``, ``<sym>@depth``, ``<sym>@trade``, ``<sym>@bookTicker``."""
+        names = self._names.get(sym)
+        if names is None:
+            low = sym.lower()
+            names = self._names[sym] = (f"{low}@depth@100ms", f"{low}@depth", f"{low}@trade", f"{low}@bookTicker")
+        return names
+
+    def _poll_dispatch(self) -> None:
+        """Take what happened at the venue and send it out."""
+        eng = self._engine
+        if eng is None:
+            self._dispatch(self.venue.poll())
+            return
+        rows = eng.poll_rows()
+        if len(rows):
+            self._dispatch_rows(eng, rows)
+
     def _dispatch(self, events: list) -> None:
         if not events:
             return
         now = self._wall()
         reports = [e for e in events if isinstance(e, ExecutionReport)]
         if reports:
-            for session, frames in self.protocol.render_user_events(reports, now).items():
-                c = self._api_clients.get(session)
-                if c is not None:
-                    for f in frames:
-                        c.push(f)
+            self._user_events(reports, now)
+        self._market_events(events, now)
+
+    def _user_events(self, reports: list[ExecutionReport], now: int) -> None:
+        for session, frames in self.protocol.render_user_events(reports, now).items():
+            c = self._api_clients.get(session)
+            if c is not None:
+                c.push_many(frames)
+
+    def _market_events(self, events: list, now: int) -> None:
+        every = self.config.depth_every_batch
         touched: dict[str, int] = {}
         batch: list[LevelChange] = []
         for e in events:
             if isinstance(e, LevelChange):
-                self._pending_100.setdefault(e.symbol, []).append(e)
-                self._pending_1000.setdefault(e.symbol, []).append(e)
-                touched[e.symbol] = e.update_id
-                if self.config.depth_every_batch:
-                    if batch and (batch[-1].update_id != e.update_id or batch[-1].symbol != e.symbol):
-                        self._send_depth(batch, "@depth@100ms", now)
+                sym = e.symbol
+                if not every:  # (with every batch, the 100 ms aggregation is never sent)
+                    self._diff(self._pending_100, sym).add(e.side, e.px_ticks, e.qty_lots, e.update_id)
+                self._diff(self._pending_1000, sym).add(e.side, e.px_ticks, e.qty_lots, e.update_id)
+                touched[sym] = e.update_id
+                if every:
+                    if batch and (batch[-1].update_id != e.update_id or batch[-1].symbol != sym):
+                        self._send_depth(batch, now)
                         batch = []
                     batch.append(e)
             elif isinstance(e, TradePrint):
-                spec = self.venue.symbols.get(e.symbol)
-                if spec is not None:
-                    self._publish(f"{e.symbol.lower()}@trade", proto.dumps(proto.trade_event(spec.instrument, e, now)))
+                self._send_trade(e, now)
         if batch:
-            self._send_depth(batch, "@depth@100ms", now)
-        if self.config.depth_every_batch:
-            for sym in touched:
-                self._pending_100[sym] = []
+            self._send_depth(batch, now)
+        self._touched(touched)
+
+    def _dispatch_rows(self, eng, rows) -> None:
+        """:meth:`_dispatch` of event rows of a matching engine (``poll_rows``), with the same frames in the same
+        order; level changes go from columns to texts without an object per change."""
+        now = self._wall()
+        kinds = rows["kind"].tolist()
+        n = len(kinds)
+        n_level = kinds.count(eng.EV_LEVEL)
+        if n_level == n:  # market data only (the flat-out case): columns straight from the array
+            self._level_rows(rows["sym"].tolist(), rows["update_id"].tolist(), rows["side"].tolist(),
+                             rows["px"].tolist(), rows["qty"].tolist(), now)
+            return
+        n_exec = kinds.count(eng.EV_EXEC)
+        if n_exec:
+            ev_exec = eng.EV_EXEC
+            if self.protocol.has_user_subscribers:
+                ex = [i for i, k in enumerate(kinds) if k == ev_exec]
+                self._user_events(eng.events_from_rows(rows[ex] if n_exec != n else rows), now)
+            else:  # nobody to render them for: only a cancel's report matters (it uses up the cancel id)
+                xtypes, canceled = rows["xtype"].tolist(), eng.X_CANCELED
+                gone = [i for i, k in enumerate(kinds) if k == ev_exec and xtypes[i] == canceled]
+                if gone:
+                    ids, accounts, oids = eng.account_ids, rows["account"].tolist(), rows["order_id"].tolist()
+                    self.protocol.skip_user_events([(ids[accounts[i]], oids[i]) for i in gone])
+        if n_exec + n_level == n:
+            if n_level:
+                lv = [i for i, k in enumerate(kinds) if k == eng.EV_LEVEL]
+                syms, uids, sides = rows["sym"].tolist(), rows["update_id"].tolist(), rows["side"].tolist()
+                pxs, qtys = rows["px"].tolist(), rows["qty"].tolist()
+                self._level_rows([syms[i] for i in lv], [uids[i] for i in lv], [sides[i] for i in lv],
+                                 [pxs[i] for i in lv], [qtys[i] for i in lv], now)
+        else:  # trades among them: the general path keeps their order with the depth messages
+            market = rows[[i for i, k in enumerate(kinds) if k != eng.EV_EXEC]] if n_exec else rows
+            self._market_events(eng.events_from_rows(market), now)
+
+    def _level_rows(self, syms: list[int], uids: list[int], sides: list[int], pxs: list[int], qtys: list[int],
+                    now: int) -> None:
+        names = self._engine_syms
+        n = len(syms)
+        every = self.config.depth_every_batch
+        touched: dict[str, int] = {}
+        i = 0
+        while i < n:  # runs of one symbol, in order
+            s = syms[i]
+            j = n if i == 0 and syms.count(s) == n else i + 1
+            while j < n and syms[j] == s:
+                j += 1
+            sym = names[s]
+            if i == 0 and j == n:
+                u, sd, px, q = uids, sides, pxs, qtys
+            else:
+                u, sd, px, q = uids[i:j], sides[i:j], pxs[i:j], qtys[i:j]
+            if not every:
+                self._diff(self._pending_100, sym).add_columns(u, sd, px, q)
+            self._diff(self._pending_1000, sym).add_columns(u, sd, px, q)
+            touched[sym] = u[-1]
+            if every:
+                self._send_depth_columns(sym, u, sd, px, q, now)
+            i = j
+        self._touched(touched)
+
+    def _touched(self, touched: dict[str, int]) -> None:
         for sym, uid in touched.items():
             self._last_id[sym] = uid
             self._book_ticker(sym, uid)
 
+    @staticmethod
+    def _diff(pending: dict[str, _Diff], sym: str) -> _Diff:
+        d = pending.get(sym)
+        if d is None:
+            d = pending[sym] = _Diff()
+        return d
+
+    def _send_trade(self, e: TradePrint, now: int) -> None:
+        spec = self.venue.symbols.get(e.symbol)
+        if spec is not None:
+            name = self._stream_names(e.symbol)[2]
+            if self._has_subscriber(name):
+                self._publish(name, proto.dumps(proto.trade_event(spec.instrument, e, now)))
+
     def _book_ticker(self, sym: str, uid: int) -> None:
-        name = f"{sym.lower()}@bookTicker"
+        name = self._stream_names(sym)[3]
         if not self._has_subscriber(name):
             return
         snap = self.venue.depth(sym, 1)
@@ -401,7 +629,8 @@ class VenueServer:
         spec = self.venue.symbols[sym]
         self._publish(name, proto.dumps(proto.book_ticker(spec.instrument, uid, bid, ask)))
 
-    def _send_depth(self, changes: list[LevelChange], suffix: str, now: int) -> None:
+    def _send_depth(self, changes: list[LevelChange], now: int) -> None:
+        """One real-time ``depthUpdate`` (``depth_every_batch``) of a batch of changes."""
         sym = changes[0].symbol
         if self.faults.drop_depth > 0:
             self.faults.drop_depth -= 1
@@ -410,17 +639,50 @@ class VenueServer:
         if spec is None:
             return
         self.sent_depth_messages += 1
-        self._publish(f"{sym.lower()}{suffix}", proto.depth_update_json(spec.instrument, changes, now))
+        name = self._stream_names(sym)[0]
+        if self._has_subscriber(name):
+            self._publish(name, proto.depth_update_json(spec.instrument, changes, now))
 
-    async def _depth_loop(self, interval_ms: int, pending: dict[str, list[LevelChange]], suffix: str) -> None:
+    def _send_depth_columns(self, sym: str, uids: list[int], sides: list[int], pxs: list[int], qtys: list[int],
+                            now: int) -> None:
+        """:meth:`_send_depth` of each run of changes sharing an update id, given as columns."""
+        spec = self.venue.symbols.get(sym)
+        n = len(uids)
+        n_msgs = n if len(set(uids)) == n else sum(1 for k in range(n) if k == 0 or uids[k] != uids[k - 1])
+        drop = min(self.faults.drop_depth, n_msgs) if self.faults.drop_depth > 0 else 0
+        self.faults.drop_depth -= drop
+        if spec is None or drop == n_msgs:
+            return
+        self.sent_depth_messages += n_msgs - drop
+        name = self._stream_names(sym)[0]
+        if self._has_subscriber(name):
+            payloads = proto.depth_updates_json(spec.instrument, uids, sides, pxs, qtys, now)
+            self._publish_many(name, payloads[drop:] if drop else payloads)
+
+    def _send_diff(self, sym: str, diff: _Diff, suffix_index: int, now: int) -> None:
+        """One aggregated ``depthUpdate`` (100 ms or 1000 ms) of what a symbol's book did since the last one."""
+        if self.faults.drop_depth > 0:
+            self.faults.drop_depth -= 1
+            return
+        spec = self.venue.symbols.get(sym)
+        if spec is None:
+            return
+        self.sent_depth_messages += 1
+        name = self._stream_names(sym)[suffix_index]
+        if self._has_subscriber(name):
+            self._publish(name, proto.depth_diff_json(spec.instrument, diff.first, diff.last, diff.bids, diff.asks,
+                                                      now))
+
+    async def _depth_loop(self, interval_ms: int, pending: dict[str, _Diff], suffix: str) -> None:
+        index = 0 if suffix == "@depth@100ms" else 1
         while True:
             await asyncio.sleep(interval_ms / 1000)
             now = self._wall()
-            for sym, changes in list(pending.items()):
-                if changes:
-                    pending[sym] = []
-                    if not (self.config.depth_every_batch and suffix == "@depth@100ms"):
-                        self._send_depth(changes, suffix, now)
+            for sym, diff in list(pending.items()):
+                if diff:
+                    pending[sym] = _Diff()
+                    if not (self.config.depth_every_batch and index == 0):
+                        self._send_diff(sym, diff, index, now)
 
     async def _partial_loop(self, interval_ms: int) -> None:
         while True:
@@ -440,7 +702,11 @@ class VenueServer:
                 self._publish(name, payload)
 
     def _has_subscriber(self, stream: str) -> bool:
-        return any(c.stream is not None and c.stream.wants(stream) for c in self._clients)
+        for c in self._clients:
+            s = c.stream
+            if s is not None and s.wants(stream):
+                return True
+        return False
 
     def _publish(self, stream: str, payload: str) -> None:
         for c in self._clients:
@@ -449,3 +715,12 @@ class VenueServer:
                 frame = s.frame(stream, payload)
                 if frame is not None:
                     c.push(frame)
+
+    def _publish_many(self, stream: str, payloads: list[str]) -> None:
+        """:meth:`_publish` of each payload (the same frames to each client, in order)."""
+        for c in self._clients:
+            s = c.stream
+            if s is not None:
+                frames = s.frames(stream, payloads)
+                if frames is not None:
+                    c.push_many(frames)
