@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import os
 import sys
 import time
 from pathlib import Path
@@ -26,10 +25,11 @@ from workbench.book.book import L2Book
 from workbench.data.binance import BinanceCapture
 from workbench.data.lobster import iter_lobster_messages
 from workbench.data.lobster_book import level1_rows
+from workbench.data.paths import shared_data_root
 from workbench.enums import F_BATCH_END, K_DEPTH, K_ORDER_ADD
 from workbench.types import event_dt
 
-DATA = Path(os.environ.get("WORKBENCH_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+DATA = shared_data_root()
 
 
 def synthetic_depth(n: int, seed: int = 7) -> np.ndarray:

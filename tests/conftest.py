@@ -6,19 +6,15 @@ Tests that need it are skipped with a message saying where it was looked for whe
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-#: Default location of the real recordings: ``../shared/data`` relative to the repository root.
-DEFAULT_SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
+from workbench.data.paths import shared_data_root
 
 def shared_data_path() -> Path:
-    """Where the real recordings are expected: ``$WORKBENCH_DATA`` if set, else :data:`DEFAULT_SHARED_DATA`."""
-    env = os.environ.get("WORKBENCH_DATA")
-    return Path(env).expanduser() if env else DEFAULT_SHARED_DATA
+    """Where the real recordings are expected: ``$WORKBENCH_DATA`` if set, else ``../shared/data``."""
+    return shared_data_root()
 
 
 @pytest.fixture(scope="session")

@@ -30,10 +30,9 @@ EXIT_INPUT = 2
 
 def default_recording() -> list[Path] | None:
     """The Binance spot capture in ``../shared/data`` beside the repository (or ``$WORKBENCH_DATA``), if present."""
-    import os
+    from workbench.data.paths import shared_data_root
 
-    root = Path(os.environ.get("WORKBENCH_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
-    files = sorted((root / "binance" / "spot").glob("btcusdt_*.gz"))
+    files = sorted((shared_data_root() / "binance" / "spot").glob("btcusdt_*.gz"))
     return files or None
 
 

@@ -107,7 +107,7 @@ def test_depth_and_its_weight(proto, maker):
     before = weight_count(resp)
     assert weight_count(maker.call("depth", {"symbol": "BTCUSDT", "limit": 1000})) == before + 50
     assert weight_count(maker.call("depth", {"symbol": "BTCUSDT", "limit": 5001})) == before + 50 + 250
-    assert maker.call("depth", {"symbol": "XXX"})["error"]["code"] == -1121
+    assert maker.call("depth", {"symbol": "NOPE"})["error"]["code"] == -1121
 
 
 # -- orders ------------------------------------------------------------------------------------------------------

@@ -1307,19 +1307,9 @@ class Protocol:
                "transactTime": _ms(o.created_ns)}
         if resp == "ACK":
             return out
-        out.update({
-            "price": f.px.text(o.px_ticks),
-            "origQty": f.qty.text(o.qty_lots),
-            "executedQty": f.qty.text(o.filled_lots),
-            "origQuoteOrderQty": f.quote.text(0),
-            "cummulativeQuoteQty": f.quote.text(o.quote_filled),
-            "status": o.status.name,
-            "timeInForce": _tif_name(o),
-            "type": o.type.name,
-            "side": _side(o.side),
-            "workingTime": _ms(o.created_ns),
-            "selfTradePreventionMode": self.config.stp_mode,
-        })
+        out.update(_order_state(f, o))
+        out["workingTime"] = _ms(o.created_ns)
+        out["selfTradePreventionMode"] = self.config.stp_mode
         if resp == "FULL":
             out["fills"] = [{"price": f.px.text(x.px_ticks), "qty": f.qty.text(x.qty_lots),
                              "commission": f.quote.text(x.commission), "commissionAsset": f.spec.quote_asset,
@@ -1360,15 +1350,7 @@ class Protocol:
             "orderListId": -1,
             "clientOrderId": cancel_id,
             "transactTime": _ms(now_ns),
-            "price": f.px.text(o.px_ticks),
-            "origQty": f.qty.text(o.qty_lots),
-            "executedQty": f.qty.text(o.filled_lots),
-            "origQuoteOrderQty": f.quote.text(0),
-            "cummulativeQuoteQty": f.quote.text(o.quote_filled),
-            "status": o.status.name,
-            "timeInForce": _tif_name(o),
-            "type": o.type.name,
-            "side": _side(o.side),
+            **_order_state(f, o),
             "selfTradePreventionMode": self.config.stp_mode,
         }
 
@@ -1703,6 +1685,21 @@ class Protocol:
 
 def _user_frame(sub_id: int, event_json: str) -> str:
     return f'{{"subscriptionId":{sub_id},"event":{event_json}}}'
+
+
+def _order_state(f, o: OrderView) -> dict:
+    """The fields an order.place result and a cancellation report share, in Binance's order."""
+    return {
+        "price": f.px.text(o.px_ticks),
+        "origQty": f.qty.text(o.qty_lots),
+        "executedQty": f.qty.text(o.filled_lots),
+        "origQuoteOrderQty": f.quote.text(0),
+        "cummulativeQuoteQty": f.quote.text(o.quote_filled),
+        "status": o.status.name,
+        "timeInForce": _tif_name(o),
+        "type": o.type.name,
+        "side": _side(o.side),
+    }
 
 
 def _tif_name(o: OrderView) -> str:
