@@ -192,6 +192,17 @@ def _replay_venue(paths: list[str], args):
     from workbench.venue.api import SymbolSpec
     from workbench.venue.replay import ReplayVenue
 
+    ins, chunks = _recording(paths, args)
+    base, quote = _assets(ins.symbol)
+    spec = SymbolSpec(ins, base, quote)
+    # the user's starting balances: 10 base units and 1,000,000 quote units
+    lots = ins.qty_to_lots("10")
+    notional = ins.px_to_ticks("1000000") * ins.qty_to_lots("1")
+    return ReplayVenue(chunks, spec, accounts={USER_ACCOUNT: {base: lots, quote: notional}}, seed=args.seed)
+
+
+def _recording(paths: list[str], args):
+    """(instrument, event chunks) of a Binance capture, a LOBSTER message file or the workbench's Parquet."""
     first = Path(paths[0])
     if first.suffix == ".parquet":
         from workbench.data.parquet import read_events, read_instrument
@@ -210,12 +221,34 @@ def _replay_venue(paths: list[str], args):
 
         reader = BinanceCapture(paths, instrument=_instrument(args))
         ins, chunks = reader.instrument, reader
-    base, quote = _assets(ins.symbol)
-    spec = SymbolSpec(ins, base, quote)
-    # the user's starting balances: 10 base units and 1,000,000 quote units
-    lots = ins.qty_to_lots("10")
-    notional = ins.px_to_ticks("1000000") * ins.qty_to_lots("1")
-    return ReplayVenue(chunks, spec, accounts={USER_ACCOUNT: {base: lots, quote: notional}}, seed=args.seed)
+    return ins, chunks
+
+
+def _latency(args):
+    """The LatencyModel of ``--latency-ms`` / ``--latency-from-recording``, or None."""
+    from workbench.venue.latency import ConstantLatency, LatencyModel, SampledLatency, feed_latency_samples
+
+    if args.latency_ms is None and not args.latency_from_recording:
+        return None
+    legs_ms = [0.0, 0.0]
+    if args.latency_ms is not None:
+        try:
+            legs_ms = [float(x) for x in args.latency_ms.split(",")]
+        except ValueError:
+            legs_ms = []
+        if not 1 <= len(legs_ms) <= 3 or min(legs_ms) < 0:
+            raise ConfigError(f"--latency-ms {args.latency_ms!r}: expected FEED[,ORDER[,RESPONSE]] in ms, each >= 0")
+    feed_ns, *order_ns = (round(ms * 1_000_000) for ms in legs_ms)
+    model = LatencyModel.constant(feed_ns, *(order_ns or [0]))
+    if args.latency_from_recording:
+        if not args.replay:
+            raise ConfigError("--latency-from-recording needs --replay: the feed latency is sampled from it")
+        samples = feed_latency_samples(_recording(args.replay, args)[1])
+        if len(samples) == 0:
+            raise ConfigError("--latency-from-recording: the recording has no exchange-stamped depth or trade messages")
+        # what a recording cannot see (its fastest message counts as 0) is the constant FEED part, added here
+        model = LatencyModel(SampledLatency(samples + feed_ns, seed=args.seed), model.order_entry, model.response)
+    return model
 
 
 def _parse_fault(text: str):
@@ -271,6 +304,7 @@ def cmd_venue(args) -> int:
 
         venue = SyntheticVenue.default(symbols=tuple(s.upper() for s in (args.symbol or ["BTCUSDT"])), seed=args.seed)
         clock = VenueClock(speed=1.0)
+    latency = _latency(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     key = new_api_key(USER_ACCOUNT)
     cfg = ServerConfig(host=args.host, port=args.port)
@@ -280,7 +314,7 @@ def cmd_venue(args) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with VenueServer(venue, [key], config=cfg, clock=clock) as server:
+        async with VenueServer(venue, [key], config=cfg, clock=clock, latency=latency) as server:
             urls = server.urls
             path = write_keys_file(args.keys_file or _default_keys_path(), key, **urls)
             print(f"rest: {urls['rest']}\nstream: {urls['stream']}\nws-api: {urls['ws_api']}\nkeys: {path}", flush=True)
@@ -335,6 +369,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     v.add_argument("--keys-file", help="where to write the API keys JSON (mode 0600)")
     v.add_argument("--seed", type=int, default=1, help="seed of the market model and queue draws")
+    v.add_argument("--latency-ms", metavar="FEED[,ORDER[,RESPONSE]]",
+                   help="constant latency legs in ms of venue time: market data, order entry, response (default "
+                        "RESPONSE = ORDER)")
+    v.add_argument("--latency-from-recording", action="store_true",
+                   help="with --replay: sample the feed leg from the recording's receive-minus-exchange times "
+                        "(plus FEED of --latency-ms)")
     v.add_argument("--fault", action="append", default=[], metavar="KIND@S[:ARG]",
                    help="inject a fault S seconds after start: drop-depth[:N], stale-snapshot[:N], disconnect, "
                         "shutdown, error:METHOD:CODE[:TIMES], unknown-status[:METHOD]")

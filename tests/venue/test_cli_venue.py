@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from workbench.cli import _parse_fault
+import argparse
+
+from workbench.cli import _latency, _parse_fault
 from workbench.exceptions import ConfigError
 
 
@@ -45,8 +47,8 @@ def stop(proc) -> int:
 def test_replay_venue_serves_prints_urls_and_keeps_the_secret(shared_data, tmp_path):
     keys = tmp_path / "keys.json"
     capture = shared_data / "binance" / "spot" / "btcusdt_20240808.gz"
-    proc, lines = start(["--replay", str(capture), "--speed", "10", "--keys-file", str(keys), "--port", "0"],
-                        tmp_path)
+    proc, lines = start(["--replay", str(capture), "--speed", "10", "--keys-file", str(keys), "--port", "0",
+                         "--latency-ms", "2,1"], tmp_path)
     try:
         assert set(lines) == {"rest", "stream", "ws-api", "keys"}, lines
         assert lines["rest"].startswith("http://127.0.0.1:") and lines["ws-api"].endswith("/ws-api/v3")
@@ -79,3 +81,31 @@ def test_fault_specs_are_checked(bad):
 def test_fault_specs_parse():
     assert _parse_fault("drop-depth@2.5:3") == (2.5, "drop-depth", ["3"])
     assert _parse_fault("error@1:order.place:-2010:2") == (1.0, "error", ["order.place", "-2010", "2"])
+
+
+def _latency_args(**kw):
+    base = {"latency_ms": None, "latency_from_recording": False, "replay": None, "seed": 1, "tick_size": None,
+            "lot_size": None, "symbol_for_instrument": None}
+    return argparse.Namespace(**{**base, **kw})
+
+
+def test_latency_options():
+    assert _latency(_latency_args()) is None
+    m = _latency(_latency_args(latency_ms="2,0.5"))
+    assert (m.feed_ns(), m.order_entry_ns(), m.response_ns()) == (2_000_000, 500_000, 500_000)
+    m = _latency(_latency_args(latency_ms="1,2,3"))
+    assert (m.feed_ns(), m.order_entry_ns(), m.response_ns()) == (1_000_000, 2_000_000, 3_000_000)
+    for bad in ("x", "1,2,3,4", "-1", ""):
+        with pytest.raises(ConfigError):
+            _latency(_latency_args(latency_ms=bad))
+    with pytest.raises(ConfigError, match="needs --replay"):
+        _latency(_latency_args(latency_from_recording=True))
+
+
+def test_feed_latency_sampled_from_the_recording(shared_data):
+    capture = shared_data / "binance" / "spot" / "btcusdt_20240808.gz"
+    m = _latency(_latency_args(latency_ms="5,1", latency_from_recording=True, replay=[str(capture)]))
+    draws = m.feed.draw_many_ns(2000)
+    # the fastest message of the recording counts as 0, the constant 5 ms is added to every draw
+    assert draws.min() >= 5_000_000 and len(set(draws.tolist())) > 10
+    assert m.order_entry_ns() == 1_000_000

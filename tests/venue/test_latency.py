@@ -8,7 +8,7 @@ import pytest
 from workbench.enums import F_BATCH_END, K_BBO, K_DEPTH, K_TRADE
 from workbench.exceptions import ConfigError
 from workbench.types import empty_events
-from workbench.venue.latency import ConstantLatency, LatencyModel, SampledLatency, feed_latency_samples
+from workbench.venue.latency import ConstantLatency, DelayLine, LatencyModel, SampledLatency, feed_latency_samples
 
 MS = 1_000_000
 
@@ -84,3 +84,18 @@ def test_feed_latency_of_the_real_captures(shared_data, market):
     assert 0.5 * MS < med < 50 * MS and med < p99 < 500 * MS  # a few ms above the fastest message, a fat tail
     draws = SampledLatency(lat, seed=42).draw_many_ns(50_000)
     assert abs(np.median(draws) - med) < 0.5 * MS
+
+
+def test_delay_line_keeps_order_when_a_later_message_draws_a_shorter_delay():
+    line = DelayLine()
+    assert line.next_due_ns() is None and line.pop_due(10**18) == []
+    assert line.put(500, "a") == 500
+    assert line.put(100, "b") == 500  # drew a shorter delay, but cannot overtake "a"
+    assert line.put(700, "c") == 700
+    assert line.next_due_ns() == 500 and len(line) == 3
+    assert line.pop_due(499) == []
+    assert line.pop_due(500) == ["a", "b"]
+    assert line.pop_due(10**18) == ["c"] and len(line) == 0
+    line.put(800, "d")
+    line.clear()
+    assert line.next_due_ns() is None

@@ -26,6 +26,7 @@ one message stamped wrongly; values under it are then clipped to 0.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -35,7 +36,7 @@ import numpy as np
 from workbench.enums import F_BATCH_END, K_DEPTH, K_TRADE
 from workbench.exceptions import ConfigError
 
-__all__ = ["Latency", "ConstantLatency", "SampledLatency", "LatencyModel", "feed_latency_samples"]
+__all__ = ["Latency", "ConstantLatency", "SampledLatency", "LatencyModel", "DelayLine", "feed_latency_samples"]
 
 
 class Latency(Protocol):
@@ -125,6 +126,44 @@ class LatencyModel:
     def round_trip_ns(self) -> int:
         """One order-entry draw plus one response draw."""
         return self.order_entry.draw_ns() + self.response.draw_ns()
+
+
+class DelayLine:
+    """Messages on one link, each released no earlier than its due time and never before one put earlier.
+
+    With sampled latencies a later message may draw a shorter delay; on one connection (TCP) it still cannot
+    overtake, so its due time is raised to the previous one's. Sans-I/O: the owner asks what is due.
+    """
+
+    __slots__ = ("_items", "_last_ns")
+
+    def __init__(self) -> None:
+        self._items: deque = deque()
+        self._last_ns = -(2**63)
+
+    def put(self, due_ns: int, item) -> int:
+        """Queue ``item`` for ``due_ns``; returns the due time it got (``>=`` every earlier one)."""
+        due = due_ns if due_ns > self._last_ns else self._last_ns
+        self._last_ns = due
+        self._items.append((due, item))
+        return due
+
+    def next_due_ns(self) -> int | None:
+        """When the first waiting item is due, or None when nothing waits."""
+        return self._items[0][0] if self._items else None
+
+    def pop_due(self, now_ns: int) -> list:
+        """The items due by ``now_ns``, in the order they were put."""
+        items, out = self._items, []
+        while items and items[0][0] <= now_ns:
+            out.append(items.popleft()[1])
+        return out
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 def feed_latency_samples(

@@ -836,10 +836,10 @@ class _SymbolFormat:
 class _Ctx:
     """One request being handled."""
 
-    __slots__ = ("session", "now_ns", "order_windows")
+    __slots__ = ("session", "now_ns", "venue_ns", "order_windows")
 
-    def __init__(self, session: ApiSession, now_ns: int) -> None:
-        self.session, self.now_ns = session, now_ns
+    def __init__(self, session: ApiSession, now_ns: int, venue_ns: int) -> None:
+        self.session, self.now_ns, self.venue_ns = session, now_ns, venue_ns
         self.order_windows = None  # the ORDERS windows, once an order.place counted against them
 
 
@@ -956,8 +956,14 @@ class Protocol:
 
     # -- WebSocket API --------------------------------------------------------------------------------------
 
-    def handle_ws_api(self, session: ApiSession, text: str | bytes, now_ns: int) -> list[str]:
-        """Answer one text frame of a WebSocket API connection; returns the frames to send on it (one)."""
+    def handle_ws_api(self, session: ApiSession, text: str | bytes, now_ns: int, *,
+                      venue_ns: int | None = None) -> list[str]:
+        """Answer one text frame of a WebSocket API connection; returns the frames to send on it (one).
+
+        ``now_ns`` is the server's wall clock (message times, ``recvWindow``, rate limits); ``venue_ns`` is the
+        venue's time at which the request reaches the matching engine (a replay's recording time), ``now_ns`` if
+        omitted.
+        """
         dup = self._dup_keys
         dup.clear()
         try:
@@ -983,7 +989,7 @@ class Protocol:
         if entry is None:
             return [self._error_frame(rid, _err(-1020))]
         handler, weight_of = entry
-        ctx = _Ctx(session, now_ns)
+        ctx = _Ctx(session, now_ns, now_ns if venue_ns is None else venue_ns)
         p = _Params(raw)
         try:
             show = p.boolean("returnRateLimits")
@@ -1288,7 +1294,7 @@ class Protocol:
                            {"serverTime": _ms(ctx.now_ns), "retryAfter": _ms(w.reset_ns())})
         for w in windows:
             w.add(1, ctx.now_ns)
-        res = self.venue.place(req, ctx.now_ns)
+        res = self.venue.place(req, ctx.venue_ns)
         if res.rejection is not None or res.order is None:
             rej = res.rejection
             code = int(rej.code) if rej else -2010
@@ -1392,7 +1398,7 @@ class Protocol:
             if restriction is not None and o.status.name != restriction[5:]:
                 raise _err(-2011, "Order was not canceled due to cancel restrictions.")
             order_id = o.order_id
-        res: CancelResult = self.venue.cancel(account, symbol, ctx.now_ns, order_id=order_id)
+        res: CancelResult = self.venue.cancel(account, symbol, ctx.venue_ns, order_id=order_id)
         if res.rejection is not None or res.order is None:
             rej = res.rejection
             raise _err(int(rej.code) if rej else -2011, rej.message if rej else "Unknown order sent.")
@@ -1404,7 +1410,7 @@ class Protocol:
         symbol = p.symbol()
         account = self._signed(ctx, p)
         f = self._symbol_format(symbol)
-        orders = self.venue.cancel_all(account, symbol, ctx.now_ns)
+        orders = self.venue.cancel_all(account, symbol, ctx.venue_ns)
         if not orders:
             raise _err(-2011, "Unknown order sent.")
         out = []

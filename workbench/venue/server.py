@@ -22,6 +22,14 @@ WebSocket API go out in one write each the same way. When the venue's ``poll`` i
 reads the engine's event rows (``poll_rows``) and renders depth messages from their columns, building no object per
 event; any other venue goes through its api events, with the same frames.
 
+Latency (``latency=``, a :class:`~workbench.venue.latency.LatencyModel` in venue nanoseconds, divided by the clock's
+speed on the wall): a request reaches the venue ``order_entry`` after it arrived, its answer and the execution
+reports it causes leave ``response`` later, and every market-data message leaves ``feed`` after it happened (one
+draw per message, shared by its subscribers). Each connection keeps its order (a :class:`DelayLine` per
+direction: a shorter draw never overtakes). Delays are event-loop timers, so they have the loop's resolution (about
+1 ms on Linux); a flat-out replay (speed inf) has no wall time to delay by and applies none. REST answers are not
+delayed.
+
 Faults (:class:`ServerFaults`, from code or ``workbench venue --fault``): drop depth events, serve a stale
 snapshot, disconnect clients, send ``serverShutdown``; error answers and "execution status unknown" come from
 ``protocol.faults``.
@@ -49,6 +57,7 @@ from websockets.protocol import Side
 from workbench.venue import protocol as proto
 from workbench.venue.api import ExecutionReport, LevelChange, TradePrint, Venue
 from workbench.venue.keys import ApiKey
+from workbench.venue.latency import DelayLine, LatencyModel
 
 __all__ = ["ServerConfig", "ServerFaults", "VenueClock", "VenueServer"]
 
@@ -145,10 +154,46 @@ def _can_write_runs(conn: ServerConnection) -> bool:
     )
 
 
+class _Delayed:
+    """A :class:`DelayLine` released into ``sink`` by the running event loop, each item at its due wall time."""
+
+    __slots__ = ("line", "sink", "wall", "timer")
+
+    def __init__(self, sink: Callable[[object], None], wall: Callable[[], int]) -> None:
+        self.line = DelayLine()
+        self.sink = sink
+        self.wall = wall
+        self.timer: asyncio.TimerHandle | None = None
+
+    def put(self, due_ns: int, item) -> None:
+        self.line.put(due_ns, item)
+        if self.timer is None:
+            self._arm()
+
+    def _arm(self) -> None:
+        due = self.line.next_due_ns()
+        if due is None:
+            self.timer = None
+            return
+        self.timer = asyncio.get_running_loop().call_later(max(0.0, (due - self.wall()) / 1e9), self._fire)
+
+    def _fire(self) -> None:
+        self.timer = None
+        for item in self.line.pop_due(self.wall()):
+            self.sink(item)
+        self._arm()
+
+    def cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.line.clear()
+
+
 class _Client:
     """One connection: its outbox and what it is subscribed to."""
 
-    __slots__ = ("conn", "outbox", "wake", "stream", "api", "limit", "dropped")
+    __slots__ = ("conn", "outbox", "wake", "stream", "api", "limit", "dropped", "later", "inbound")
 
     def __init__(self, conn: ServerConnection, limit: int):
         self.conn = conn
@@ -158,6 +203,8 @@ class _Client:
         self.api: proto.ApiSession | None = None
         self.limit = limit
         self.dropped = False
+        self.later: _Delayed | None = None    # frames waiting for their latency (outbound)
+        self.inbound: _Delayed | None = None  # requests waiting for their order-entry latency
 
     def push(self, frame: str) -> None:
         if self.dropped:
@@ -243,8 +290,9 @@ def _row_engine(venue):
 class VenueServer:
     """Serve ``venue`` on ``config.host:config.port`` until :meth:`stop`.
 
-    ``keys``: the API keys clients sign with (each bound to a venue account). Use as an async context manager or
-    call :meth:`start` / :meth:`stop`.
+    ``keys``: the API keys clients sign with (each bound to a venue account); ``latency``: delays applied to what
+    crosses the wire (see the module docstring). Use as an async context manager or call :meth:`start` /
+    :meth:`stop`.
     """
 
     def __init__(
@@ -256,11 +304,17 @@ class VenueServer:
         clock: VenueClock | None = None,
         protocol_config: proto.ProtocolConfig | None = None,
         wall: Callable[[], int] = time.time_ns,
+        latency: LatencyModel | None = None,
     ) -> None:
         self.venue = venue
         self.config = config
         self.clock = clock or VenueClock(wall=wall)
         self._wall = wall
+        self._flat_out = math.isinf(self.clock.speed)
+        self.latency = latency
+        if latency is not None and self._flat_out:
+            log.warning("latency is not applied to a flat-out replay (speed inf): there is no wall time to delay by")
+        self._lat = None if self._flat_out else latency
         kw = {"config": protocol_config} if protocol_config is not None else {}
         self.protocol = proto.Protocol(venue, keys=list(keys), **kw)
         self.faults = ServerFaults()
@@ -400,6 +454,9 @@ class VenueServer:
             pass  # a client going away is normal, not an error to print
         finally:
             self._clients.discard(client)
+            for d in (client.later, client.inbound):
+                if d is not None:
+                    d.cancel()
             if client.api is not None:
                 self._api_clients.pop(client.api, None)
                 self.protocol.close_session(client.api)
@@ -435,8 +492,11 @@ class VenueServer:
         self._api_clients[session] = client
         conn = client.conn
         runs = _can_write_runs(conn)
+        if self._lat is not None:
+            await self._serve_api_late(client, session)
+            return
         async for message in conn:
-            replies = self.protocol.handle_ws_api(session, message, self._wall())
+            replies = self.protocol.handle_ws_api(session, message, self._wall(), venue_ns=self._venue_now())
             if runs:  # the answer in one write, serialized here (websockets' send costs tens of microseconds more)
                 async with conn.send_context():
                     conn.transport.write(_text_frames(replies))
@@ -445,6 +505,43 @@ class VenueServer:
                     await conn.send(r)
             # what the request set off (fills, reports, book changes) goes out now, not at the next tick
             self._poll_dispatch()
+
+    async def _serve_api_late(self, client: _Client, session: proto.ApiSession) -> None:
+        """:meth:`_serve_api` with the latency model: each request waits for its order-entry draw, its answer for
+        a response draw."""
+        lat = self._lat
+
+        def answer(message) -> None:
+            if client.dropped:
+                return
+            replies = self.protocol.handle_ws_api(session, message, self._wall(), venue_ns=self._venue_now())
+            self._push_late(client, replies, lat.response.draw_ns())
+            self._poll_dispatch()
+
+        inbound = client.inbound = _Delayed(answer, self._wall)
+        async for message in client.conn:
+            if len(inbound.line) >= self.config.outbox_frames:
+                client._cut()  # requests pile up faster than the link delivers them: a flood
+                return
+            inbound.put(self._wall() + self._wall_ns(lat.order_entry.draw_ns()), message)
+
+    def _wall_ns(self, venue_ns: int) -> int:
+        """A duration of venue time on the wall."""
+        return int(venue_ns / self.clock.speed)
+
+    def _push_late(self, client: _Client, frames: list[str], delay_ns: int) -> None:
+        """Push ``frames`` to ``client`` after ``delay_ns`` of venue time, after everything pushed late before."""
+        d = client.later
+        if d is None:
+            d = client.later = _Delayed(client.push_many, self._wall)
+        d.put(self._wall() + self._wall_ns(delay_ns), frames)
+
+    def _venue_now(self) -> int:
+        """The venue's time for a request: the clock's, or where a flat-out replay has got to."""
+        if self._flat_out:
+            t = getattr(self.venue, "now_ns", None)
+            return int(t) if isinstance(t, int) else self._wall()
+        return self.clock.now_ns()
 
     async def _serve_stream(self, client: _Client) -> None:
         assert client.stream is not None
@@ -510,10 +607,14 @@ class VenueServer:
         self._market_events(events, now)
 
     def _user_events(self, reports: list[ExecutionReport], now: int) -> None:
+        lat = self._lat
         for session, frames in self.protocol.render_user_events(reports, now).items():
             c = self._api_clients.get(session)
             if c is not None:
-                c.push_many(frames)
+                if lat is None:
+                    c.push_many(frames)
+                else:
+                    self._push_late(c, frames, lat.response.draw_ns())
 
     def _market_events(self, events: list, now: int) -> None:
         every = self.config.depth_every_batch
@@ -709,18 +810,29 @@ class VenueServer:
         return False
 
     def _publish(self, stream: str, payload: str) -> None:
+        lat = self._lat
+        delay = lat.feed.draw_ns() if lat is not None else 0
         for c in self._clients:
             s = c.stream
             if s is not None:
                 frame = s.frame(stream, payload)
                 if frame is not None:
-                    c.push(frame)
+                    if lat is None:
+                        c.push(frame)
+                    else:
+                        self._push_late(c, [frame], delay)
 
     def _publish_many(self, stream: str, payloads: list[str]) -> None:
         """:meth:`_publish` of each payload (the same frames to each client, in order)."""
+        lat = self._lat
+        delays = lat.feed.draw_many_ns(len(payloads)).tolist() if lat is not None else None
         for c in self._clients:
             s = c.stream
             if s is not None:
                 frames = s.frames(stream, payloads)
                 if frames is not None:
-                    c.push_many(frames)
+                    if delays is None:
+                        c.push_many(frames)
+                    else:
+                        for f, d in zip(frames, delays):
+                            self._push_late(c, [f], d)
