@@ -1,4 +1,4 @@
-"""Imports point one way: foundation -> kernels and sans-I/O components -> data -> command line.
+"""Imports point one way: foundation -> kernels -> sans-I/O components and data -> backtest -> I/O, command line.
 
 No module of ``workbench`` imports a widget library; nothing below the I/O layer imports asyncio.
 """
@@ -16,12 +16,13 @@ PKG = Path(__file__).resolve().parents[1] / "workbench"
 LAYERS = {
     "types": 0, "enums": 0, "exceptions": 0, "instrument": 0, "stats": 0, "__init__": 0,
     "book": 1, "signals": 1,
-    "data": 2, "venue": 2,
-    "cli": 3,
+    "data": 2, "venue": 2, "risk": 2, "strategy": 2, "economics": 2,
+    "backtest": 3,
+    "cli": 4,
 }
 # modules of a part that sit in a higher layer: the asyncio wrappers around the sans-I/O venue
-MODULE_LAYERS = {"venue/server.py": 3}
-NO_ASYNCIO_BELOW = 3  # ranks 0-2 hold no asyncio (the I/O layer comes with the live engine)
+MODULE_LAYERS = {"venue/server.py": 4}
+NO_ASYNCIO_BELOW = 4  # ranks 0-3 hold no asyncio (the I/O layer: server, live engine, command line)
 WIDGET_LIBS = {"ipywidgets", "bqplot", "IPython.display", "traitlets"}
 
 
