@@ -25,6 +25,16 @@ PUBLIC = {
         "SymbolSpec", "SyntheticConfig", "SyntheticVenue", "TimeInForce", "Venue", "commission_units",
         "feed_latency_samples", "new_api_key", "read_keys_file", "write_keys_file",
     ],
+    "workbench.risk": ["ActionKind", "GuardAction", "GuardState", "RiskConfig", "RiskEvent", "RiskGuard", "Verdict"],
+    "workbench.strategy": [
+        "BookView", "Directional", "Env", "ImbalanceScalper", "MarketMaker", "MeanReversion", "MomentumExpansion",
+        "OrderBook", "OrderState", "OwnOrder", "PairsArb", "Param", "ParamChange", "Params", "Portfolio",
+        "SIZING_PARAMS", "STRATEGIES", "Strategy", "sized", "strategy_class",
+    ],
+    "workbench.backtest": ["Backtest", "BacktestConfig", "BacktestResult", "MarketData", "compute_metrics", "markouts",
+                           "round_trips"],
+    "workbench.economics": ["EdgeBudget", "RealizedEconomics", "UnitEconomics", "ValueRecovery", "compare",
+                            "economics_from_fills", "value_recovery"],
     "workbench.venue.server": ["ServerConfig", "ServerFaults", "VenueClock", "VenueServer"],
     "workbench.venue.protocol": [
         "ApiSession", "Faults", "Protocol", "ProtocolConfig", "RestResponse", "StreamName", "StreamSession",

@@ -169,15 +169,13 @@ def cmd_replay(args) -> int:
 
 
 # -- venue -----------------------------------------------------------------------------------------------------------
-_QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "EUR", "BTC", "ETH", "BNB", "USD")
 USER_ACCOUNT = 1
 
 
 def _assets(symbol: str) -> tuple[str, str]:
-    for q in _QUOTES:
-        if symbol.endswith(q) and len(symbol) > len(q):
-            return symbol[: -len(q)], q
-    return symbol[:-3] or symbol, symbol[-3:]
+    from workbench.data.recording import split_symbol
+
+    return split_symbol(symbol)
 
 
 def _default_keys_path() -> Path:
@@ -203,25 +201,9 @@ def _replay_venue(paths: list[str], args):
 
 def _recording(paths: list[str], args):
     """(instrument, event chunks) of a Binance capture, a LOBSTER message file or the workbench's Parquet."""
-    first = Path(paths[0])
-    if first.suffix == ".parquet":
-        from workbench.data.parquet import read_events, read_instrument
+    from workbench.data.recording import open_recording
 
-        if len(paths) != 1:
-            raise ConfigError("--replay takes one Parquet file")
-        ins = read_instrument(first)
-        chunks = read_events(first)
-    elif first.suffix == ".csv":
-        from workbench.data.lobster import iter_lobster_messages, lobster_instrument
-
-        ins = lobster_instrument(first)
-        chunks = iter_lobster_messages(first)
-    else:
-        from workbench.data.binance import BinanceCapture
-
-        reader = BinanceCapture(paths, instrument=_instrument(args))
-        ins, chunks = reader.instrument, reader
-    return ins, chunks
+    return open_recording(paths, _instrument(args))
 
 
 def _latency(args):
@@ -346,6 +328,81 @@ def cmd_venue(args) -> int:
     return 0
 
 
+# -- strategies and backtests ----------------------------------------------------------------------------------------
+def cmd_strategies(args) -> int:
+    from workbench.strategy import STRATEGIES
+
+    for name, cls in STRATEGIES.items():
+        print(f"{name}: {cls.summary}" + (f" ({cls.n_symbols} instruments)" if cls.n_symbols != 1 else ""))
+        for p in cls.params_spec:
+            rng = ("|".join(p.choices) if p.choices else
+                   f"[{'' if p.lo is None else _num(p.lo)}, {'' if p.hi is None else _num(p.hi)}]")
+            unit = f" {p.unit}" if p.unit else ""
+            print(f"  {p.name:<20} {p.kind.__name__:<5} default {p.default!s:<10} {rng}{unit}  {p.doc}")
+    return 0
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def _params(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for kv in pairs:
+        k, eq, v = kv.partition("=")
+        if not eq or not k:
+            raise ConfigError(f"--param {kv!r}: expected NAME=VALUE")
+        out[k.strip()] = v.strip()
+    return out
+
+
+def cmd_backtest(args) -> int:
+    from dataclasses import replace
+
+    from workbench.backtest import Backtest, BacktestConfig, MarketData
+    from workbench.data.recording import load_recording, split_symbol
+    from workbench.instrument import Instrument
+    from workbench.strategy import strategy_class
+    from workbench.venue.api import FeeSchedule
+    from workbench.venue.latency import LatencyModel
+
+    cls = strategy_class(args.strategy)
+    strategy = cls(**_params(args.param))
+    datas = []
+    for paths in args.data:
+        ins, events = load_recording(paths, _instrument(args))
+        if any(d.symbol == ins.symbol for d in datas):  # the same symbol on two markets (spot and futures)
+            ins = Instrument(f"{ins.symbol}-{len(datas) + 1}", ins.tick_size, ins.lot_size)
+        base, quote = split_symbol(ins.symbol.split("-")[0])
+        datas.append(MarketData(ins, events, base, quote))
+    cfg = BacktestConfig(seed=args.seed, progress=args.progress)
+    if args.latency_ms is not None:
+        if args.latency_ms < 0:
+            raise ConfigError("--latency-ms must be >= 0")
+        ns = round(args.latency_ms * 1_000_000)
+        cfg = replace(cfg, latency=LatencyModel.constant(ns, ns))
+    if args.fees_bp is not None:
+        try:
+            maker, taker = (float(x) for x in args.fees_bp.split(","))
+        except ValueError:
+            raise ConfigError(f"--fees-bp {args.fees_bp!r}: expected MAKER,TAKER in bp, e.g. -0.5,7") from None
+        cfg = replace(cfg, fees=FeeSchedule(round(maker * 100), round(taker * 100)))
+    if args.cash is not None:
+        cfg = replace(cfg, initial_cash=args.cash)
+    result = Backtest(strategy, datas, cfg).run()
+    print(f"{cls.name} on {', '.join(d.symbol for d in datas)}: {result.counters['feed_messages']:,} feed messages, "
+          f"{len(result.fills):,} fills, {len(result.risk_events):,} risk events, {result.wall_s:.2f} s")
+    if result.error:
+        print(f"strategy stopped: {result.error}")
+    width = max(len(k) for k in result.metrics)
+    for k, v in result.metrics.items():
+        print(f"  {k:<{width}}  {v:,.6g}" if isinstance(v, float) else f"  {k:<{width}}  {v}")
+    if args.out:
+        paths = result.to_parquet(args.out)
+        print(f"results: {', '.join(str(p) for p in paths)}")
+    return 0
+
+
 # -- entry point ---------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="workbench", description="Jupyter-native workbench for micro-trading")
@@ -393,6 +450,24 @@ def build_parser() -> argparse.ArgumentParser:
                         "shutdown, error:METHOD:CODE[:TIMES], unknown-status[:METHOD]")
     v.set_defaults(func=cmd_venue)
     v.set_defaults(symbol_for_instrument=None)
+
+    st = sub.add_parser("strategies", help="list the shipped strategies and their parameters")
+    st.set_defaults(func=cmd_strategies)
+
+    bt = sub.add_parser("backtest", help="backtest a strategy on a recording through the simulated venue")
+    bt.add_argument("--strategy", required=True, help="a name from `workbench strategies`")
+    bt.add_argument("--data", required=True, action="append", nargs="+", metavar="PATH",
+                    help="one instrument's recording (consecutive captures in order); repeat for each instrument")
+    bt.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a strategy parameter")
+    bt.add_argument("--latency-ms", type=float, help="constant latency of each leg, ms (default 1)")
+    bt.add_argument("--fees-bp", metavar="MAKER,TAKER", help="fees in bp (negative maker: a rebate, written --fees-bp=-0.5,7; default 10,10)")
+    bt.add_argument("--cash", help="initial equity in quote currency (default 100000)")
+    bt.add_argument("--seed", type=int, default=0, help="seed of the queue model's and latency's draws")
+    bt.add_argument("--out", help="write fills, orders, equity, risk events and metrics as Parquet here")
+    bt.add_argument("--progress", action="store_true", help="show a progress bar")
+    bt.add_argument("--tick-size", help="price increment of the recording (default: known or inferred)")
+    bt.add_argument("--lot-size", help="size increment of the recording (default: known or inferred)")
+    bt.set_defaults(func=cmd_backtest, symbol=None)
 
     r = sub.add_parser("replay", help="replay a Binance capture and print book and signal statistics")
     r.add_argument("paths", nargs="*", help="capture files (default: the spot BTCUSDT capture in ../shared/data)")

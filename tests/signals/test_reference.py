@@ -53,7 +53,7 @@ def ref_rolling_vwap(px, qty, window):
         v = math.fsum(w[0] * w[1] for w in win) / sq if sq > 0 else p
         vwap.append(v)
         dev.append(p - v)
-        dev_bp.append(1e4 * (p - v) / v if v != 0 else 0.0)
+        dev_bp.append(1e4 * (p - v) / v if abs(v) >= 1e-300 else 0.0)
     return np.array(vwap), np.array(dev), np.array(dev_bp)
 
 

@@ -275,7 +275,7 @@ def rolling_vwap(px, qty, window: int) -> VwapResult:
     """VWAP over the last ``window`` trades and the deviation of the price from it.
 
     Warm-up: the trades seen so far. When the window holds no quantity the VWAP is the trade price itself
-    (deviation 0); ``dev_bp`` is 0 when the VWAP is 0.
+    (deviation 0); ``dev_bp`` is 0 when the VWAP is 0 (or below 1e-300, where the ratio would overflow).
 
     Returns
     -------

@@ -215,7 +215,8 @@ def rolling_vwap_update_nb(px, qty, pq_buf, q_buf, fstate, istate, vwap_out, dev
         dev = d - vw_d
         vwap_out[i] = vwap
         dev_out[i] = dev
-        dev_bp_out[i] = 1e4 * dev / vwap if vwap != 0.0 else 0.0
+        # a VWAP so small that the ratio would overflow (subnormal prices) counts as 0, like an exact 0
+        dev_bp_out[i] = 1e4 * dev / vwap if abs(vwap) >= 1e-300 else 0.0
     fstate[1] = spq
     fstate[2] = sq
     istate[0] = n

@@ -211,6 +211,7 @@ class ReplayVenue:
     publish_market : queue LevelChange / TradePrint events for ``poll()`` (a backtester reading ``depth()`` only
         can turn them off; execution reports are always queued).
     reorder_window_ns : how far ahead of a message the venue reads to merge trades and diffs (see above).
+    book_max_levels : the widest dense window of the venue's book (:class:`~workbench.book.L2Book`), in ticks.
     """
 
     def __init__(
@@ -224,6 +225,7 @@ class ReplayVenue:
         seed: int = 0,
         publish_market: bool = True,
         reorder_window_ns: int = 1_000_000_000,
+        book_max_levels: int = 1 << 22,
     ) -> None:
         if reorder_window_ns < 0:
             raise ConfigError("reorder_window_ns must be >= 0")
@@ -234,7 +236,7 @@ class ReplayVenue:
         self.queue: QueueModel = queue if queue is not None else ConservativeQueue()
         self.seed = seed
         self.publish_market = bool(publish_market)
-        self.book = L2Book()
+        self.book = L2Book(max_levels=book_max_levels)
         self.now_ns = 0
         self.last_update_id = 0
         self.counts: Counter = Counter()  # messages, rows, level_changes, trade_prints, fills, orders, rejections
@@ -514,10 +516,15 @@ class ReplayVenue:
                     sym = self.symbol
                     self._out.extend([LevelChange(sym, u, sd, p, q, t) for sd, p, q, u, t in zip(*cols) if sd])
                     self.counts["level_changes"] += len(rows) - cols[0].count(0)
-                else:
+                elif self.publish_market:
                     for side, px, qty, uid, t in zip(*cols):
                         if side:
                             self._level_row(side, px, qty, uid, t, ts)
+                else:
+                    # nothing published: only rows at users' levels, at levels users took from, or quoted through
+                    # a user's price matter; the rest (most of a diff) are already in the book
+                    for k in self._relevant_rows(rows).tolist():
+                        self._level_row(cols[0][k], cols[1][k], cols[2][k], cols[3][k], cols[4][k], ts)
             if self._clear_pending and (kinds == K_SNAPSHOT).any():
                 self._after_snapshot(ts)
             return
@@ -537,6 +544,19 @@ class ReplayVenue:
             self.last_update_id += 1
             if side:
                 self._level_row(side, px, self._level_qty(side, px), self.last_update_id, t, ts)
+
+    def _relevant_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Indices of the level rows :meth:`_level_row` would act on when nothing is published (a superset: what
+        it does to the first can only make later ones matter less)."""
+        side, px, qty = rows["side"], rows["px_ticks"], rows["qty_lots"]
+        m = np.zeros(len(rows), bool)
+        for sd, p in self._levels.keys() | self._taken.keys():
+            m |= (side == sd) & (px == p)
+        for own in (BID, ASK):
+            best = self._own_best[own]
+            if best is not None:  # the other side quoted at or through a user's price fills it
+                m |= (side == -own) & (qty > 0) & ((px <= best) if own > 0 else (px >= best))
+        return np.flatnonzero(m & (side != 0))
 
     def _level_row(self, side: int, px: int, qty: int, uid: int, t: int, ts: int) -> None:
         """One level of the public book now has ``qty`` lots: publish it, refresh what users took, move queues."""

@@ -1,0 +1,602 @@
+"""The backtester: a recording replayed through the venue in-process, the strategy and the risk guard exactly as live.
+
+Two clocks, as in hftbacktest. The *exchange* (one :class:`~workbench.venue.replay.ReplayVenue` per symbol) runs on
+the recording's exchange time with its queue model and fee schedule; the *strategy* runs on local time and sees
+the market one feed latency late (:class:`~workbench.backtest.feed.LocalFeed`). An order reaches the exchange one
+order-entry latency after the strategy sent it; what the exchange says (acknowledgement, rejection, fills,
+cancels) reaches the strategy one response latency after it happened. Messages on one link keep their order
+(:class:`~workbench.venue.latency.DelayLine`). The loop always takes the earliest next thing: a feed message, a
+timer, an order reaching the exchange, an answer reaching the strategy; before a local event at ``t`` the exchange
+is advanced to ``t - min response latency``, so every fill that could be known locally by ``t`` is.
+
+Every order of the strategy goes through :class:`~workbench.risk.RiskGuard` first (refused: the call returns None
+and the guard's event says why); the guard's actions (cancel all, flatten) are carried out by the runner as orders
+of its own. A strategy that raises is stopped there: the guard is killed with the reason, everything is cancelled
+and flattened, the run goes on to the end of the data and reports the error.
+
+Accounting is in integers (lots, and notional units of tick x lot per symbol): cash moves by ``-side * px * qty -
+commission`` for each fill, as the venue settles it. The account is a margin account: the venue lends the base
+asset, so positions may go short, and equity is ``initial cash + cash moved + position x mid``. Deterministic for a
+seed: the same data, strategy, parameters and config give the same fills.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import numpy as np
+
+from workbench.exceptions import ConfigError
+from workbench.instrument import Instrument
+from workbench.risk import ActionKind, RiskConfig, RiskGuard
+from workbench.strategy.base import Strategy
+from workbench.strategy.orders import OrderBook, OrderState, OwnOrder
+from workbench.strategy.params import ParamChange
+from workbench.backtest.feed import LocalFeed
+from workbench.venue.api import FeeSchedule, OrderRequest, OrderType, SymbolSpec, TimeInForce
+from workbench.venue.latency import LatencyModel
+from workbench.venue.queue import ProbabilisticQueue, QueueModel
+from workbench.venue.replay import ReplayVenue
+
+__all__ = ["BacktestConfig", "MarketData", "Backtest", "BOOK_LEVELS"]
+
+USER = 1
+BOOK_LEVELS = 10  # levels a side the guard's depth and the strategy's book views read
+# Dense book window, ticks: +-524k ticks around the touch (+-$5,240 on BTCUSDT spot) is dense, farther levels (real
+# snapshots reach $15k-$200k) live in the book's overflow map. A full-width 4 M-tick window costs 0.3 s of page
+# faults per run to lay out, a third of the budget of a re-run.
+_BOOK_MAX_LEVELS = 1 << 20
+_BIG_BALANCE = 1 << 62  # the venue lends: balances never bind (a margin account)
+_END_NS = 1 << 62
+
+
+@dataclass(frozen=True, kw_only=True)
+class BacktestConfig:
+    """How a backtest runs. Latencies in ns of exchange time; fees in ppm of notional (100 ppm = 1 bp).
+
+    latency : feed, order-entry and response legs (default: 1 ms constant each).
+    feed_from_recording : the strategy receives each message at the recording's own receive time (shifted so the
+        fastest message took 0 ns) instead of the exchange time plus a feed draw.
+    queue : queue-position model of resting orders (default: hftbacktest's power-3 probabilistic model).
+    fees : maker and taker rates (default Binance Spot's 0.1 % each; a negative maker rate is a rebate).
+    initial_cash : account equity at the start, quote currency (a decimal string).
+    risk : the guard's thresholds.
+    mark_every_ns : how often the equity curve is sampled (and the guard's equity rules are fed).
+    start_ns, end_ns : a window of the recording (exchange time), None for all of it.
+    progress : a tqdm progress bar over the recording.
+    """
+
+    latency: LatencyModel = field(default_factory=lambda: LatencyModel.constant(1_000_000, 1_000_000))
+    feed_from_recording: bool = False
+    queue: QueueModel | None = None
+    fees: FeeSchedule = FeeSchedule(maker_ppm=1000, taker_ppm=1000)
+    initial_cash: str = "100000"
+    risk: RiskConfig = field(default_factory=RiskConfig)
+    seed: int = 0
+    mark_every_ns: int = 100_000_000
+    start_ns: int | None = None
+    end_ns: int | None = None
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mark_every_ns <= 0:
+            raise ConfigError("mark_every_ns must be > 0")
+        try:
+            cash = Decimal(self.initial_cash)
+        except Exception:
+            raise ConfigError(f"initial_cash must be a decimal string, got {self.initial_cash!r}") from None
+        if not cash.is_finite() or cash <= 0:
+            raise ConfigError(f"initial_cash must be > 0, got {self.initial_cash!r}")
+
+
+@dataclass(frozen=True)
+class MarketData:
+    """One symbol's recording: normalized event rows (:data:`~workbench.types.event_dt`) and its instrument."""
+
+    instrument: Instrument
+    events: np.ndarray
+    base_asset: str = "BASE"
+    quote_asset: str = "QUOTE"
+
+    @property
+    def symbol(self) -> str:
+        return self.instrument.symbol
+
+
+class _BookView:
+    """:class:`~workbench.strategy.base.BookView` over a local L2 book."""
+
+    __slots__ = ("_book", "_top", "_levels")
+
+    def __init__(self, book) -> None:
+        self._book = book
+        self._top = None
+        self._levels = None
+
+    def _invalidate(self) -> None:
+        self._top = self._levels = None
+
+    def top(self):
+        if self._top is None:
+            self._top = self._book.top()
+        return self._top
+
+    def best_bid_ticks(self) -> int | None:
+        return self.top().bid_px_ticks
+
+    def best_ask_ticks(self) -> int | None:
+        return self.top().ask_px_ticks
+
+    def mid_ticks(self) -> float | None:
+        t = self.top()
+        if t.bid_px_ticks is None or t.ask_px_ticks is None:
+            return None
+        return (t.bid_px_ticks + t.ask_px_ticks) / 2
+
+    def _lv(self):
+        if self._levels is None:
+            self._levels = self._book.levels(BOOK_LEVELS)
+        return self._levels
+
+    def levels(self, side: int, n: int) -> list[tuple[int, int]]:
+        lv = self._lv() if n <= BOOK_LEVELS else self._book.levels(n)
+        px, qty = (lv[0], lv[1]) if side > 0 else (lv[2], lv[3])
+        return [(int(p), int(q)) for p, q in zip(px[:n], qty[:n]) if q > 0]
+
+    def depth_lots(self, side: int, n_levels: int = BOOK_LEVELS) -> int:
+        lv = self._lv() if n_levels <= BOOK_LEVELS else self._book.levels(n_levels)
+        return int(lv[1][:n_levels].sum() if side > 0 else lv[3][:n_levels].sum())
+
+
+class _Sym:
+    """Everything of one symbol in a run."""
+
+    def __init__(self, data: MarketData, cfg: BacktestConfig, queue: QueueModel, seed: int) -> None:
+        self.data = data
+        self.symbol = data.symbol
+        self.ins = data.instrument
+        spec = SymbolSpec(data.instrument, data.base_asset, data.quote_asset)
+        self.venue = ReplayVenue([data.events], spec, fees=cfg.fees, queue=queue, seed=seed, publish_market=False,
+                                 book_max_levels=_BOOK_MAX_LEVELS, accounts={USER: {data.base_asset: _BIG_BALANCE, data.quote_asset: _BIG_BALANCE}})
+        self.feed = LocalFeed(data.events, cfg.latency.feed, from_recording=cfg.feed_from_recording,
+                              book_max_levels=_BOOK_MAX_LEVELS)
+        self.view = _BookView(self.feed.book)
+        self.unit = float(Decimal(data.instrument.tick_size) * Decimal(data.instrument.lot_size))  # currency/unit
+        self.pos_lots = 0
+        self.cash_units = 0    # cash moved by fills, notional units
+        self.fee_units = 0
+        self.last_mid = None   # ticks
+
+
+class _Env:
+    """What the strategy is handed (:class:`~workbench.strategy.base.Env`)."""
+
+    def __init__(self, bt: "Backtest") -> None:
+        self._bt = bt
+        self.now_ns = 0
+        self.symbols = tuple(bt._syms)
+
+    def _sym(self, symbol: str | None) -> _Sym:
+        if symbol is None:
+            return self._bt._first
+        s = self._bt._syms.get(symbol)
+        if s is None:
+            raise ConfigError(f"unknown symbol {symbol!r} (this run trades {', '.join(self.symbols)})")
+        return s
+
+    def instrument(self, symbol: str | None = None) -> Instrument:
+        return self._sym(symbol).ins
+
+    def book(self, symbol: str | None = None) -> _BookView:
+        return self._sym(symbol).view
+
+    def position_lots(self, symbol: str | None = None) -> int:
+        return self._sym(symbol).pos_lots
+
+    def equity_units(self) -> int:
+        return self._bt._equity_micro()
+
+    def equity(self) -> float:
+        """Equity in quote currency (float, for display and sizing)."""
+        return self._bt._equity()
+
+    def open_orders(self, symbol: str | None = None) -> list[OwnOrder]:
+        return self._bt.orders.open_orders(None if symbol is None else self._sym(symbol).symbol)
+
+    def limit(self, side: int, qty_lots: int, px_ticks: int, *, symbol: str | None = None, post_only: bool = False,
+              tif: str = "GTC", tag: str = "") -> OwnOrder | None:
+        typ = OrderType.LIMIT_MAKER if post_only else OrderType.LIMIT
+        return self._bt._send(self._sym(symbol), side, typ, qty_lots, px_ticks, TimeInForce[tif], tag, "strategy")
+
+    def market(self, side: int, qty_lots: int, *, symbol: str | None = None, tag: str = "") -> OwnOrder | None:
+        return self._bt._send(self._sym(symbol), side, OrderType.MARKET, qty_lots, 0, TimeInForce.IOC, tag, "strategy")
+
+    def cancel(self, order: OwnOrder | str) -> bool:
+        coid = order if isinstance(order, str) else order.client_order_id
+        return self._bt._cancel(coid)
+
+    def cancel_all(self, symbol: str | None = None) -> int:
+        sym = None if symbol is None else self._sym(symbol).symbol
+        return sum(self._bt._cancel(o.client_order_id) for o in self._bt.orders.open_orders(sym))
+
+    def log(self, message: str) -> None:
+        self._bt.log.append((self.now_ns, message))
+
+
+# kinds of the scheduled items
+_EX_PLACE, _EX_CANCEL = 0, 1            # reach the exchange
+_LO_REPORT, _LO_REJECT, _LO_CANCEL_REJECT = 2, 3, 4  # reach the strategy
+
+
+class Backtest:
+    """Run ``strategy`` over ``data`` (one :class:`MarketData` per symbol the strategy trades).
+
+    >>> result = Backtest(strategy, [MarketData(instrument, events)], BacktestConfig()).run()
+    """
+
+    def __init__(self, strategy: Strategy, data: MarketData | Sequence[MarketData],
+                 config: BacktestConfig = BacktestConfig()) -> None:
+        datas = [data] if isinstance(data, MarketData) else list(data)
+        if not datas:
+            raise ConfigError("a backtest needs data for at least one symbol")
+        if strategy.n_symbols and len(datas) != strategy.n_symbols:
+            raise ConfigError(f"{type(strategy).__name__} trades {strategy.n_symbols} symbol(s), "
+                              f"got data for {len(datas)}")
+        self.strategy = strategy
+        self.config = config
+        queue = config.queue if config.queue is not None else ProbabilisticQueue(3)
+        self._syms: dict[str, _Sym] = {}
+        for i, d in enumerate(datas):
+            if d.symbol in self._syms:
+                raise ConfigError(f"symbol {d.symbol} given twice")
+            ev = d.events
+            if config.start_ns is not None or config.end_ns is not None:
+                lo = config.start_ns if config.start_ns is not None else np.iinfo(np.int64).min
+                hi = config.end_ns if config.end_ns is not None else np.iinfo(np.int64).max
+                ev = ev[(ev["ts_exch_ns"] >= lo) & (ev["ts_exch_ns"] <= hi)]
+                d = MarketData(d.instrument, ev, d.base_asset, d.quote_asset)
+            self._syms[d.symbol] = _Sym(d, config, queue, config.seed + i)
+        self._first = next(iter(self._syms.values()))
+        self.initial_cash = float(Decimal(config.initial_cash))
+        self.guard = RiskGuard(config.risk, tuple(self._syms))
+        self.orders = OrderBook("bt")
+        self.env = _Env(self)
+        self.log: list[tuple[int, str]] = []
+        self.error: str | None = None
+        self.fills: list[tuple] = []
+        self.marks: list[tuple] = []
+        self.risk_events: list = []
+        self.param_changes: list[ParamChange] = []
+        self.counters = {"feed_messages": 0, "decisions": 0, "orders_sent": 0, "orders_refused": 0,
+                         "cancels_sent": 0, "guard_orders": 0, "reports": 0}
+        self._heap: list[tuple] = []
+        self._seq = 0
+        self._entry_last = -(2**63)   # order-entry link: keeps its order (one connection)
+        self._resp_last = -(2**63)    # response link
+        lat = config.latency
+        self._min_resp = int(lat.response.samples_ns.min()) if hasattr(lat.response, "samples_ns") else \
+            lat.response.draw_ns()
+        self._strategy_on = True
+        self._pending_params: list[dict] = []
+        self._wall_s = 0.0
+
+    # -- public --------------------------------------------------------------------------------------------------------
+    def set_params(self, **values) -> list[ParamChange]:
+        """Change the strategy's parameters now (between runs, or from a callback of the run)."""
+        changes = self.strategy.set_params(self.env.now_ns, "user", **values)
+        if changes:
+            self.param_changes.extend(changes)
+            self._call(self.strategy.on_params, self.env, changes)
+        return changes
+
+    def run(self):
+        """Run to the end of the data; returns a :class:`~workbench.backtest.results.BacktestResult`."""
+        from workbench.backtest.results import BacktestResult
+
+        t0 = time.perf_counter()
+        self._loop()
+        self._wall_s = time.perf_counter() - t0
+        return BacktestResult.from_backtest(self)
+
+    # -- the loop --------------------------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        syms = list(self._syms.values())
+        strat = self.strategy
+        env = self.env
+        timer_ns = strat.timer_ns
+        per_message = strat.act_on_book or strat.act_on_trade
+        firsts = [s.feed.next_arrival_ns() for s in syms]
+        if all(f is None for f in firsts):
+            return
+        start = min(f for f in firsts if f is not None)
+        env.now_ns = start
+        next_timer = start + timer_ns if timer_ns else None
+        next_mark = start
+        self._call(strat.on_start, env)
+        bar = self._progress(syms)
+        heap = self._heap
+        ended = False
+        while True:
+            # the next local event
+            t_feed, feed_sym = None, None
+            for s in syms:
+                a = s.feed.next_arrival_ns()
+                if a is not None and (t_feed is None or a < t_feed):
+                    t_feed, feed_sym = a, s
+            if t_feed is None and not ended:
+                ended = True
+                # the data has ended: no more timers; the exchange plays the recording to its end, and what is in
+                # flight still lands
+                next_timer = next_mark = None
+                self._advance_exchanges(syms, _END_NS)
+            t_local = t_feed
+            if next_timer is not None and self._strategy_on and next_timer < t_local:
+                t_local = next_timer
+            if next_mark is not None and next_mark < t_local:
+                t_local = next_mark
+            t_heap = heap[0][0] if heap else None
+            if t_local is None and t_heap is None:
+                break
+            if t_heap is not None and heap[0][2] in (_EX_PLACE, _EX_CANCEL) and (
+                    t_local is None or t_heap + self._min_resp <= t_local):
+                self._exchange_step(heapq.heappop(heap))
+                continue
+            # what the exchange did until t_local - min response may reach the strategy by t_local
+            if t_local is not None:
+                self._advance_exchanges(syms, t_local - self._min_resp)
+            t_heap = heap[0][0] if heap else None
+            if t_heap is not None and (t_local is None or t_heap <= t_local):
+                item = heapq.heappop(heap)
+                if item[2] in (_EX_PLACE, _EX_CANCEL):
+                    self._exchange_step(item)
+                else:
+                    env.now_ns = max(env.now_ns, item[0])
+                    self._local_answer(item)
+                    self._after_event()
+                continue
+            if t_local is None:  # only exchange items left: drained above
+                continue
+            env.now_ns = max(env.now_ns, t_local)
+            if t_local == next_mark:
+                self._mark(syms)
+                next_mark += self.config.mark_every_ns
+                continue
+            if t_local == next_timer:
+                next_timer += timer_ns
+                self.counters["decisions"] += 1
+                self.guard.tick(t_local)
+                self._drain_guard()
+                if self._strategy_on:
+                    self._call(strat.on_timer, env)
+                continue
+            # a feed message
+            s = feed_sym
+            if per_message:
+                rows = s.feed.apply_next()
+                self.counters["feed_messages"] += 1
+                s.view._invalidate()
+                self._book_to_guard(s, t_local)
+                if s.feed.msg_is_trade[s.feed.next_msg - 1]:
+                    if strat.act_on_trade and self._strategy_on:
+                        for r in rows:
+                            self._call(strat.on_trade, env, s.symbol, int(r["px_ticks"]), int(r["qty_lots"]),
+                                       int(r["side"]), int(r["ts_exch_ns"]))
+                elif strat.act_on_book and self._strategy_on:
+                    self.counters["decisions"] += int(timer_ns is None)
+                    self._call(strat.on_book, env, s.symbol)
+            else:
+                # nothing reads single messages: take every message until the next other event in one call
+                bound = min(x for x in (next_timer, next_mark, heap[0][0] if heap else None) if x is not None) \
+                    if (next_timer is not None or next_mark is not None or heap) else np.iinfo(np.int64).max
+                until = max(t_local, min(bound - 1, self._next_feed_other(s, syms)))  # this message at least
+                self.counters["feed_messages"] += s.feed.apply_until(until)
+                s.view._invalidate()
+                self._book_to_guard(s, t_local)
+            if bar is not None:
+                bar.update(1)
+        if self._strategy_on:
+            self._call(strat.on_stop, env)
+        self._mark(syms)
+        if bar is not None:
+            bar.close()
+
+    @staticmethod
+    def _next_feed_other(s: _Sym, syms: list[_Sym]) -> int:
+        """Arrival of the next message of another symbol (its book must be current when that one is read)."""
+        others = [o.feed.next_arrival_ns() for o in syms if o is not s]
+        others = [a for a in others if a is not None]
+        return min(others) - 1 if others else np.iinfo(np.int64).max
+
+    def _progress(self, syms):
+        if not self.config.progress:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=sum(s.feed.n_messages for s in syms), unit="msg", desc="backtest")
+
+    # -- exchange side ---------------------------------------------------------------------------------------------------
+    def _advance_exchanges(self, syms: list[_Sym], t_ns: int) -> None:
+        for s in syms:
+            if t_ns > s.venue.now_ns:
+                s.venue.advance(t_ns)
+                self._collect(s)
+
+    def _collect(self, s: _Sym) -> None:
+        """Schedule what the exchange reported for the strategy, one response latency later, in order."""
+        for r in s.venue.poll():
+            self._push_resp(r.ts_ns, (_LO_REPORT, r))
+
+    def _push_resp(self, ts_ns: int, payload: tuple) -> None:
+        due = ts_ns + self.config.latency.response.draw_ns()
+        if due < self._resp_last:
+            due = self._resp_last
+        self._resp_last = due
+        self._seq += 1
+        heapq.heappush(self._heap, (due, self._seq, payload[0], payload[1:]))
+
+    def _push_entry(self, ts_ns: int, kind: int, payload: tuple) -> None:
+        due = ts_ns + self.config.latency.order_entry.draw_ns()
+        if due < self._entry_last:
+            due = self._entry_last
+        self._entry_last = due
+        self._seq += 1
+        heapq.heappush(self._heap, (due, self._seq, kind, payload))
+
+    def _exchange_step(self, item: tuple) -> None:
+        t, _, kind, payload = item
+        if kind == _EX_PLACE:
+            s, req = payload
+            res = s.venue.place(req, t)
+            if res.rejection is not None:
+                self._collect(s)
+                self._push_resp(t, (_LO_REJECT, req.client_order_id, res.rejection.message))
+                return
+        else:
+            s, coid = payload
+            res = s.venue.cancel(USER, s.symbol, t, client_order_id=coid)
+            if res.rejection is not None:
+                self._collect(s)
+                self._push_resp(t, (_LO_CANCEL_REJECT, coid))
+                return
+        self._collect(s)
+
+    # -- strategy side -------------------------------------------------------------------------------------------------
+    def _send(self, s: _Sym, side: int, typ: OrderType, qty_lots: int, px_ticks: int, tif: TimeInForce, tag: str,
+              source: str) -> OwnOrder | None:
+        if side not in (1, -1):
+            raise ConfigError(f"side must be +1 (buy) or -1 (sell), got {side!r}")
+        qty_lots, px_ticks = int(qty_lots), int(px_ticks)
+        if qty_lots <= 0:
+            raise ConfigError(f"order size must be > 0 lots, got {qty_lots}")
+        now = self.env.now_ns
+        v = self.guard.check_order(now, s.symbol, side, qty_lots, px_ticks if typ != OrderType.MARKET else None,
+                                   source=source)
+        self._drain_guard(act=False)
+        if not v.allowed or v.qty_lots <= 0:
+            self.counters["orders_refused"] += 1
+            return None
+        o = self.orders.submit(s.symbol, side, typ, v.qty_lots, px_ticks, tif, now, tag=tag)
+        self.counters["orders_sent" if source == "strategy" else "guard_orders"] += 1
+        req = OrderRequest(USER, s.symbol, side, typ, v.qty_lots, px_ticks, tif, o.client_order_id)
+        self._push_entry(now, _EX_PLACE, (s, req))
+        return o
+
+    def _cancel(self, coid: str) -> bool:
+        o = self.orders.cancel_sent(coid, self.env.now_ns)
+        if o is None:
+            return False
+        self.counters["cancels_sent"] += 1
+        self._push_entry(self.env.now_ns, _EX_CANCEL, (self._syms[o.symbol], coid))
+        return True
+
+    def _local_answer(self, item: tuple) -> None:
+        t, _, kind, payload = item
+        env, strat = self.env, self.strategy
+        if kind == _LO_REPORT:
+            r = payload[0]
+            self.counters["reports"] += 1
+            v, f = r.order, r.fill
+            o = self.orders.apply(v.client_order_id, OrderState(int(v.status)), t, filled_lots=v.filled_lots,
+                                  quote_filled=v.quote_filled, fee_units=f.commission if f is not None else 0,
+                                  order_id=v.order_id)
+            if f is not None:
+                s = self._syms[v.symbol]
+                s.pos_lots += f.side * f.qty_lots
+                s.cash_units -= f.side * f.px_ticks * f.qty_lots + f.commission
+                s.fee_units += f.commission
+                mid = s.view.mid_ticks()
+                self.fills.append((t, f.ts_ns, s.symbol, f.side, f.px_ticks, f.qty_lots, f.commission, f.is_maker,
+                                   v.client_order_id, v.order_id, mid, o.tag if o is not None else ""))
+                self.guard.on_fill(t, s.symbol, f.side, f.px_ticks, f.qty_lots)
+                self._drain_guard()
+                if self._strategy_on and o is not None:
+                    self._call(strat.on_fill, env, o, f.px_ticks, f.qty_lots, f.commission, f.is_maker)
+            if o is not None and self._strategy_on:
+                self._call(strat.on_order, env, o)
+        elif kind == _LO_REJECT:
+            coid, reason = payload
+            o = self.orders.apply(coid, OrderState.REJECTED, t, reason=reason)
+            if o is not None and self._strategy_on:
+                self._call(strat.on_order, env, o)
+        else:
+            o = self.orders.cancel_rejected(payload[0], t)
+            if o is not None and self._strategy_on:
+                self._call(strat.on_order, env, o)
+
+    def _after_event(self) -> None:
+        if self._pending_params:
+            for values in self._pending_params:
+                self.set_params(**values)
+            self._pending_params.clear()
+
+    def _book_to_guard(self, s: _Sym, t_ns: int) -> None:
+        v = s.view
+        top = v.top()
+        if top.bid_px_ticks is not None and top.ask_px_ticks is not None:
+            s.last_mid = (top.bid_px_ticks + top.ask_px_ticks) / 2
+        self.guard.on_book(t_ns, s.symbol, top.bid_px_ticks, top.ask_px_ticks, v.depth_lots(1), v.depth_lots(-1))
+        self._drain_guard()
+
+    def _equity(self) -> float:
+        eq = self.initial_cash
+        for s in self._syms.values():
+            mid = s.last_mid if s.last_mid is not None else 0.0
+            eq += (s.cash_units + s.pos_lots * mid) * s.unit
+        return eq
+
+    def _equity_micro(self) -> int:
+        return int(round(self._equity() * 1e6))
+
+    def _mark(self, syms: list[_Sym]) -> None:
+        t = self.env.now_ns
+        eq = self._equity()
+        self.guard.on_mark(t, int(round(eq * 1e6)))
+        self.guard.tick(t)
+        self._drain_guard()
+        row = [t, eq, self.initial_cash + sum(s.cash_units * s.unit for s in syms)]
+        for s in syms:
+            row += [s.pos_lots, s.last_mid]
+        self.marks.append(tuple(row))
+
+    def _drain_guard(self, act: bool = True) -> None:
+        ev = self.guard.drain_events()
+        if ev:
+            self.risk_events.extend(ev)
+        if not act:
+            return
+        for a in self.guard.drain_actions():
+            targets = [a.symbol] if a.symbol is not None else list(self._syms)
+            if a.kind == ActionKind.CANCEL_ALL:
+                for sym in targets:
+                    for o in self.orders.open_orders(sym):
+                        if o.tag != "guard":
+                            self._cancel(o.client_order_id)
+            elif a.kind == ActionKind.FLATTEN:
+                for sym in targets:
+                    s = self._syms[sym]
+                    for o in self.orders.open_orders(sym):
+                        if o.tag != "guard":
+                            self._cancel(o.client_order_id)
+                    in_flight = sum(o.side * o.open_lots for o in self.orders.open_orders(sym) if o.tag == "guard")
+                    need = -(s.pos_lots + in_flight)
+                    if need:
+                        side = 1 if need > 0 else -1
+                        self._send(s, side, OrderType.MARKET, abs(need), 0, TimeInForce.IOC, "guard", "guard")
+
+    def _call(self, fn: Callable, *args) -> None:
+        """A strategy callback; an exception stops the strategy and has the guard flatten everything."""
+        if not self._strategy_on:
+            return
+        try:
+            fn(*args)
+        except Exception as exc:  # the strategy's bug must not take the run (or the account) with it
+            self._strategy_on = False
+            self.error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            self.log.append((self.env.now_ns, "strategy stopped: " + traceback.format_exc()))
+            self.guard.kill(self.env.now_ns, reason=f"strategy raised {self.error}", source="engine")
+            self._drain_guard()

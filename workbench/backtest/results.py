@@ -1,0 +1,115 @@
+"""What a backtest returns: pandas frames in the contract of :mod:`workbench.backtest.metrics`, and the metrics.
+
+Prices and sizes are converted from ticks and lots at this edge only (floats for display and statistics; the
+integer columns ``px_ticks`` / ``qty_lots`` stay for exact work). Times are int64 ns (``ts_ns``; fills also carry
+``exch_ts_ns``, when the exchange matched them), with a UTC ``time`` column for plotting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from workbench.backtest.metrics import compute_metrics
+
+__all__ = ["BacktestResult"]
+
+
+@dataclass
+class BacktestResult:
+    """The frames of one run, its metrics and counters; ``error`` is the strategy's exception if it raised."""
+
+    fills: pd.DataFrame
+    orders: pd.DataFrame
+    equity: pd.DataFrame
+    risk_events: pd.DataFrame
+    param_changes: pd.DataFrame
+    metrics: dict[str, float]
+    counters: dict[str, int]
+    params: dict[str, object]
+    error: str | None = None
+    log: list = field(default_factory=list)
+    wall_s: float = 0.0
+
+    @classmethod
+    def from_backtest(cls, bt) -> "BacktestResult":
+        syms = bt._syms
+        scale = {s: (float(d.ins.tick_size), float(d.ins.lot_size), d.unit) for s, d in syms.items()}
+        f = pd.DataFrame(bt.fills, columns=["ts_ns", "exch_ts_ns", "symbol", "side", "px_ticks", "qty_lots",
+                                            "fee_units", "is_maker", "client_order_id", "order_id", "mid_ticks",
+                                            "tag"])
+        if len(f):
+            tick = f["symbol"].map(lambda s: scale[s][0])
+            lot = f["symbol"].map(lambda s: scale[s][1])
+            unit = f["symbol"].map(lambda s: scale[s][2])
+            f["px"] = f["px_ticks"] * tick
+            f["qty"] = f["qty_lots"] * lot
+            f["fee"] = f["fee_units"] * unit
+            f["mid_px"] = f["mid_ticks"].astype(float) * tick
+        else:
+            for c in ("px", "qty", "fee", "mid_px"):
+                f[c] = pd.Series(dtype=float)
+        f["side"] = f["side"].astype(np.int8)
+        f["is_maker"] = f["is_maker"].astype(bool)
+        f["time"] = pd.to_datetime(f["ts_ns"], unit="ns", utc=True)
+
+        rows = []
+        for o in bt.orders.orders.values():
+            tick, lot, _ = scale[o.symbol]
+            rows.append((o.client_order_id, o.symbol, o.side, o.type.name, o.tif.name, o.px_ticks * tick,
+                         o.qty_lots * lot, o.filled_lots * lot, o.state.name, o.created_ns, o.updated_ns, o.reason,
+                         o.tag, o.order_id))
+        orders = pd.DataFrame(rows, columns=["client_order_id", "symbol", "side", "type", "tif", "px", "qty",
+                                             "filled_qty", "state", "created_ns", "updated_ns", "reason", "tag",
+                                             "order_id"])
+
+        cols = ["ts_ns", "equity", "cash"]
+        single = len(syms) == 1
+        for s in syms:
+            cols += ["position_lots" if single else f"position_lots_{s}", "mid_ticks" if single else f"mid_ticks_{s}"]
+        eq = pd.DataFrame(bt.marks, columns=cols)
+        for s, (tick, lot, _) in scale.items():
+            p, m = ("position_lots", "mid_ticks") if single else (f"position_lots_{s}", f"mid_ticks_{s}")
+            eq["position" if single else f"position_{s}"] = eq[p] * lot
+            eq["mid_px" if single else f"mid_px_{s}"] = eq[m].astype(float) * tick
+        eq["time"] = pd.to_datetime(eq["ts_ns"], unit="ns", utc=True)
+
+        risk = pd.DataFrame([(e.ts_ns, e.rule, e.state_from.name, e.state_to.name, e.reason, e.value, e.threshold)
+                             for e in bt.risk_events],
+                            columns=["ts_ns", "rule", "state_from", "state_to", "reason", "value", "threshold"])
+        params = pd.DataFrame([(c.ts_ns, c.name, c.old, c.new, c.source) for c in bt.param_changes],
+                              columns=["ts_ns", "name", "old", "new", "source"])
+        mids = None
+        if single and len(eq):
+            mids = pd.DataFrame({"ts_ns": eq["ts_ns"], "symbol": next(iter(syms)), "mid_px": eq["mid_px"]}).dropna()
+        metrics = compute_metrics(f, eq, orders, mids, initial_equity=bt.initial_cash)
+        counters = dict(bt.counters)
+        counters["risk_events"] = len(risk)
+        return cls(f, orders, eq, risk, params, metrics, counters, bt.strategy.params.as_dict(), bt.error,
+                   list(bt.log), bt._wall_s)
+
+    def summary(self) -> pd.Series:
+        """The headline metrics as one labelled column."""
+        return pd.Series(self.metrics, name="value")
+
+    def to_parquet(self, out_dir: str | Path) -> list[Path]:
+        """Write each frame as ``<name>.parquet`` and the metrics as ``metrics.parquet`` under ``out_dir``."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = []
+        frames = {"fills": self.fills, "orders": self.orders, "equity": self.equity, "risk_events": self.risk_events,
+                  "param_changes": self.param_changes.astype({"old": str, "new": str}),
+                  "metrics": self.summary().to_frame().reset_index(names="metric")}
+        for name, frame in frames.items():
+            p = out / f"{name}.parquet"
+            frame.to_parquet(p, index=False)
+            paths.append(p)
+        return paths
+
+    def __repr__(self) -> str:
+        m = self.metrics
+        return (f"BacktestResult({len(self.fills)} fills, net P&L {m.get('net_pnl', 0):,.2f}, "
+                f"{int(m.get('n_round_trips', 0))} round trips, error={self.error!r})")
