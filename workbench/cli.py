@@ -369,7 +369,16 @@ def cmd_backtest(args) -> int:
     cls = strategy_class(args.strategy)
     strategy = cls(**_params(args.param))
     datas = []
-    for paths in args.data:
+    if args.synthetic is not None:
+        from workbench.venue.synthetic import SyntheticVenue
+
+        if not args.synthetic > 0:
+            raise ConfigError("--synthetic takes a number of seconds > 0")
+        venue = SyntheticVenue.default(seed=args.seed)
+        for sym, events in venue.record(args.synthetic).items():
+            spec = venue.symbols[sym]
+            datas.append(MarketData(spec.instrument, events, spec.base_asset, spec.quote_asset))
+    for paths in args.data or []:
         ins, events = load_recording(paths, _instrument(args))
         if any(d.symbol == ins.symbol for d in datas):  # the same symbol on two markets (spot and futures)
             ins = Instrument(f"{ins.symbol}-{len(datas) + 1}", ins.tick_size, ins.lot_size)
@@ -456,8 +465,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     bt = sub.add_parser("backtest", help="backtest a strategy on a recording through the simulated venue")
     bt.add_argument("--strategy", required=True, help="a name from `workbench strategies`")
-    bt.add_argument("--data", required=True, action="append", nargs="+", metavar="PATH",
-                    help="one instrument's recording (consecutive captures in order); repeat for each instrument")
+    src = bt.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", action="append", nargs="+", metavar="PATH",
+                     help="one instrument's recording (consecutive captures in order); repeat for each instrument")
+    src.add_argument("--synthetic", type=float, metavar="SECONDS",
+                     help="this many seconds of the embedded synthetic BTCUSDT market (seeded by --seed)")
     bt.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a strategy parameter")
     bt.add_argument("--latency-ms", type=float, help="constant latency of each leg, ms (default 1)")
     bt.add_argument("--fees-bp", metavar="MAKER,TAKER", help="fees in bp (negative maker: a rebate, written --fees-bp=-0.5,7; default 10,10)")

@@ -44,3 +44,9 @@ def test_backtest_bad_input_is_a_clear_error(shared_data, capsys, argv, message)
     cap = shared_data / "binance" / "spot" / "btcusdt_20240808.gz"
     assert main(["backtest", "--data", str(cap), *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_backtest_on_the_synthetic_market(capsys):
+    assert main(["backtest", "--strategy", "obi_scalper", "--synthetic", "60", "--seed", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "obi_scalper on BTCUSDT" in out and "fills" in out

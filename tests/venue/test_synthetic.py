@@ -497,3 +497,20 @@ def test_the_server_streams_the_synthetic_market():
         assert m["s"] == "BTCUSDT" and m["U"] <= m["u"] and (m["b"] or m["a"])
     for prev, m in zip(updates, updates[1:]):
         assert m["U"] == prev["u"] + 1  # a gapless chain, as Binance's book sync requires
+
+
+def test_a_recording_of_the_synthetic_market_replays_to_the_same_book():
+    from workbench.book.book import L2Book
+    from workbench.enums import K_DEPTH, K_TRADE
+
+    v = SyntheticVenue.default(seed=5)
+    ev = v.record(30.0)["BTCUSDT"]
+    kinds = set(ev["kind"].tolist())
+    assert {K_DEPTH, K_TRADE} <= kinds and (np.diff(ev["ts_exch_ns"]) >= 0).all()
+    book = L2Book()
+    book.apply(ev)
+    t = book.top()
+    assert (t.bid_px_ticks, t.bid_qty_lots, t.ask_px_ticks, t.ask_qty_lots) == v.top("BTCUSDT")
+    depth = ev[ev["kind"] == K_DEPTH]
+    ends = depth[(depth["flags"] & 1) != 0]
+    assert len(np.unique(ends["id"])) == len(ends)  # one message per update id

@@ -591,6 +591,54 @@ class SyntheticVenue:
     def poll(self) -> list[ExecutionReport | TradePrint | LevelChange]:
         return self.engine.poll()
 
+    def record(self, seconds: float, *, step_ms: float = 100.0, snapshot_levels: int = 1000) -> dict[str, np.ndarray]:
+        """Run the market for ``seconds`` from now and return what a recorder of its public streams would have
+        written, per symbol: a snapshot (the book now), then every book change as depth rows (one message per
+        update id, flagged BATCH_END) and every trade (``side`` = aggressor), in :data:`~workbench.types.event_dt`.
+        The input of a backtest on the synthetic market; what happened stays in :meth:`poll` for nobody."""
+        from workbench.enums import F_BATCH_END, F_CLEAR, K_DEPTH, K_SNAPSHOT, K_TRADE
+        from workbench.types import empty_events
+
+        if not seconds > 0 or not step_ms > 0:
+            raise ConfigError("record needs seconds > 0 and step_ms > 0")
+        self.poll()  # what happened before is not part of the recording
+        t0 = self._t_ns
+        rows: dict[str, list[tuple]] = {}
+        for sym in self.configs:
+            snap = self.depth(sym, snapshot_levels)
+            lv = [(1, p, q) for p, q in snap.bids] + [(-1, p, q) for p, q in snap.asks]
+            uid = snap.last_update_id
+            rows[sym] = [(t0, K_SNAPSHOT, sd, p, q, uid, uid, -1, (F_CLEAR if k == 0 else 0)
+                          | (F_BATCH_END if k == len(lv) - 1 else 0)) for k, (sd, p, q) in enumerate(lv)]
+        end = t0 + int(seconds * _NS)
+        step = max(int(step_ms * 1_000_000), 1)
+        t = t0
+        while t < end:
+            t = min(t + step, end)
+            self.advance(t)
+            for e in self.poll():
+                if isinstance(e, LevelChange):
+                    out = rows[e.symbol]
+                    last = out[-1]
+                    if last[1] == K_DEPTH and last[5] == e.update_id:  # the same message: move its end flag
+                        out[-1] = last[:8] + (last[8] & ~F_BATCH_END,)
+                    out.append((e.ts_ns, K_DEPTH, e.side, e.px_ticks, e.qty_lots, e.update_id, e.update_id,
+                                e.update_id - 1, F_BATCH_END))
+                elif isinstance(e, TradePrint):
+                    rows[e.symbol].append((e.ts_ns, K_TRADE, -1 if e.buyer_is_maker else 1, e.px_ticks, e.qty_lots,
+                                           e.trade_id, e.trade_id, -1, F_BATCH_END))
+        out = {}
+        for sym, rs in rows.items():
+            ev = empty_events(len(rs))
+            if rs:
+                cols = list(zip(*rs))
+                ev["ts_exch_ns"] = ev["ts_local_ns"] = cols[0]
+                for name, c in zip(("kind", "side", "px_ticks", "qty_lots", "id", "first_id", "prev_id", "flags"),
+                                   cols[1:]):
+                    ev[name] = c
+            out[sym] = ev
+        return out
+
     def __repr__(self) -> str:
         tops = ", ".join(f"{s}: {self.top(s)}" for s in self.configs)
         return f"SyntheticVenue({tops}; t={self._t_ns})"
