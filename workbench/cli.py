@@ -406,6 +406,10 @@ def cmd_backtest(args) -> int:
     width = max(len(k) for k in result.metrics)
     for k, v in result.metrics.items():
         print(f"  {k:<{width}}  {v:,.6g}" if isinstance(v, float) else f"  {k:<{width}}  {v}")
+    econ = result.economics()
+    if econ.n_round_trips:
+        print("unit economics (per day of this run's length):")
+        print(econ.table().to_string(max_colwidth=60))
     if args.out:
         paths = result.to_parquet(args.out)
         print(f"results: {', '.join(str(p) for p in paths)}")

@@ -100,3 +100,12 @@ def test_portfolio_runs_one_strategy_on_two_markets(spot, usdm):
                    BacktestConfig()).run()
     assert set(res.fills["symbol"]) == {"BTCUSDT", "BTCUSDT-PERP"}
     assert {"position_BTCUSDT", "position_BTCUSDT-PERP"} <= set(res.equity.columns)
+
+
+def test_unit_economics_of_a_run_in_the_desks_terms(spot):
+    res = Backtest(STRATEGIES["obi_scalper"](), spot, BacktestConfig()).run()
+    econ = res.economics()
+    assert econ.n_round_trips > 10 and 0 <= econ.win_rate <= 1
+    # taker entry and exit at 10 bp each: 20 bp a round trip, whatever the edge
+    assert econ.table().loc["fee", "value"] == pytest.approx(20, abs=0.05)
+    assert econ.net_pnl == pytest.approx(econ.gross_pnl - econ.commissions)

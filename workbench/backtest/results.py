@@ -91,6 +91,16 @@ class BacktestResult:
         return cls(f, orders, eq, risk, params, metrics, counters, bt.strategy.params.as_dict(), bt.error,
                    list(bt.log), bt._wall_s)
 
+    def economics(self, *, days: float | None = None, other_costs: float = 0.0):
+        """Unit economics of the fills in the desk's terms (trades per day, win rate, average win and loss, gross,
+        commissions, net, cost per round trip in bp): a :class:`~workbench.economics.RealizedEconomics`, to set
+        beside the plan with :func:`~workbench.economics.compare`. ``days``: the run's length by default."""
+        from workbench.economics import economics_from_fills
+
+        if days is None and len(self.equity) > 1:
+            days = max(float(self.equity["ts_ns"].iloc[-1] - self.equity["ts_ns"].iloc[0]) / 86_400e9, 1e-9)
+        return economics_from_fills(self.fills, days=days, other_costs=other_costs)
+
     def summary(self) -> pd.Series:
         """The headline metrics as one labelled column."""
         return pd.Series(self.metrics, name="value")
