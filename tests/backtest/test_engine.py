@@ -175,3 +175,20 @@ def test_config_is_checked():
         from workbench.strategy import PairsArb
 
         Backtest(PairsArb(), market(BOOK), config())
+
+
+def test_sampled_latencies_give_the_same_run_twice_from_one_config():
+    from workbench.venue.latency import SampledLatency
+
+    legs = [SampledLatency(np.array([1, 2, 3, 5, 8]) * MS, seed=s) for s in (1, 2, 3)]
+    cfg = config(latency=LatencyModel(*legs))
+
+    def run():
+        s = Scripted([(T0, lambda env: env.limit(BUY, 4, 100)), (T0 + 20 * MS, lambda env: env.market(SELL, 2))])
+        res = Backtest(s, market(BOOK, trade(T0 + 50 * MS, 1, 100, 12, SELL), diff(T0 + 50 * MS, 101, bids=[(100, 1)]),
+                                 diff(T0 + 80 * MS, 102, asks=[(101, 9)])), cfg).run()
+        return s.seen, res.fills
+
+    (seen1, f1), (seen2, f2) = run(), run()
+    assert seen1 == seen2 and len(f1) >= 2
+    assert f1.equals(f2)

@@ -39,7 +39,7 @@ from workbench.strategy.orders import OrderBook, OrderState, OwnOrder
 from workbench.strategy.params import ParamChange
 from workbench.backtest.feed import LocalFeed
 from workbench.venue.api import FeeSchedule, OrderRequest, OrderType, SymbolSpec, TimeInForce
-from workbench.venue.latency import LatencyModel
+from workbench.venue.latency import LatencyModel, SampledLatency
 from workbench.venue.queue import ProbabilisticQueue, QueueModel
 from workbench.venue.replay import ReplayVenue
 
@@ -153,17 +153,29 @@ class _BookView:
         return int(lv[1][:n_levels].sum() if side > 0 else lv[3][:n_levels].sum())
 
 
+def _fresh_latency(model: LatencyModel, seed: int) -> LatencyModel:
+    """The model with its sampled legs restarted from ``seed`` (a config reused for another run must draw the
+    same delays again: a sampler carries its generator's state)."""
+
+    def leg(x, k):
+        return SampledLatency(x.samples_ns, seed=(x.seed or 0) + 1000 * seed + k) if isinstance(x, SampledLatency) \
+            else x
+
+    return LatencyModel(leg(model.feed, 1), leg(model.order_entry, 2), leg(model.response, 3))
+
+
 class _Sym:
     """Everything of one symbol in a run."""
 
-    def __init__(self, data: MarketData, cfg: BacktestConfig, queue: QueueModel, seed: int) -> None:
+    def __init__(self, data: MarketData, cfg: BacktestConfig, queue: QueueModel, seed: int,
+                 latency: LatencyModel) -> None:
         self.data = data
         self.symbol = data.symbol
         self.ins = data.instrument
         spec = SymbolSpec(data.instrument, data.base_asset, data.quote_asset)
         self.venue = ReplayVenue([data.events], spec, fees=cfg.fees, queue=queue, seed=seed, publish_market=False,
                                  book_max_levels=_BOOK_MAX_LEVELS, accounts={USER: {data.base_asset: _BIG_BALANCE, data.quote_asset: _BIG_BALANCE}})
-        self.feed = LocalFeed(data.events, cfg.latency.feed, from_recording=cfg.feed_from_recording,
+        self.feed = LocalFeed(data.events, latency.feed, from_recording=cfg.feed_from_recording,
                               book_max_levels=_BOOK_MAX_LEVELS)
         self.view = _BookView(self.feed.book)
         self.unit = float(Decimal(data.instrument.tick_size) * Decimal(data.instrument.lot_size))  # currency/unit
@@ -250,6 +262,7 @@ class Backtest:
         self.strategy = strategy
         self.config = config
         queue = config.queue if config.queue is not None else ProbabilisticQueue(3)
+        self.latency = _fresh_latency(config.latency, config.seed)
         self._syms: dict[str, _Sym] = {}
         for i, d in enumerate(datas):
             if d.symbol in self._syms:
@@ -260,7 +273,8 @@ class Backtest:
                 hi = config.end_ns if config.end_ns is not None else np.iinfo(np.int64).max
                 ev = ev[(ev["ts_exch_ns"] >= lo) & (ev["ts_exch_ns"] <= hi)]
                 d = MarketData(d.instrument, ev, d.base_asset, d.quote_asset)
-            self._syms[d.symbol] = _Sym(d, config, queue, config.seed + i)
+            self._syms[d.symbol] = _Sym(d, config, queue, config.seed + i,
+                                        _fresh_latency(config.latency, config.seed + 17 * (i + 1)))
         self._first = next(iter(self._syms.values()))
         self.initial_cash = float(Decimal(config.initial_cash))
         self.guard = RiskGuard(config.risk, tuple(self._syms))
@@ -278,7 +292,7 @@ class Backtest:
         self._seq = 0
         self._entry_last = -(2**63)   # order-entry link: keeps its order (one connection)
         self._resp_last = -(2**63)    # response link
-        lat = config.latency
+        lat = self.latency
         self._min_resp = int(lat.response.samples_ns.min()) if hasattr(lat.response, "samples_ns") else \
             lat.response.draw_ns()
         self._strategy_on = True
@@ -432,7 +446,7 @@ class Backtest:
             self._push_resp(r.ts_ns, (_LO_REPORT, r))
 
     def _push_resp(self, ts_ns: int, payload: tuple) -> None:
-        due = ts_ns + self.config.latency.response.draw_ns()
+        due = ts_ns + self.latency.response.draw_ns()
         if due < self._resp_last:
             due = self._resp_last
         self._resp_last = due
@@ -440,7 +454,7 @@ class Backtest:
         heapq.heappush(self._heap, (due, self._seq, payload[0], payload[1:]))
 
     def _push_entry(self, ts_ns: int, kind: int, payload: tuple) -> None:
-        due = ts_ns + self.config.latency.order_entry.draw_ns()
+        due = ts_ns + self.latency.order_entry.draw_ns()
         if due < self._entry_last:
             due = self._entry_last
         self._entry_last = due
