@@ -1,0 +1,5 @@
+"""The live side: clients of a Binance-Spot-protocol venue (the simulated one or a real one). I/O layer."""
+
+from workbench.live.feed import FeedClient, FeedConfig, Trade
+
+__all__ = ["FeedClient", "FeedConfig", "Trade"]
