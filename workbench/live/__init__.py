@@ -1,5 +1,6 @@
 """The live side: clients of a Binance-Spot-protocol venue (the simulated one or a real one). I/O layer."""
 
+from workbench.live.executor import Credentials, Executor, ExecutorConfig
 from workbench.live.feed import FeedClient, FeedConfig, Trade
 
-__all__ = ["FeedClient", "FeedConfig", "Trade"]
+__all__ = ["Credentials", "Executor", "ExecutorConfig", "FeedClient", "FeedConfig", "Trade"]

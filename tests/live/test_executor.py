@@ -1,0 +1,189 @@
+"""The executor against the simulated venue over loopback: orders placed, acknowledged, filled, cancelled with the
+state machine of the backtests; and each fault: a refused order (-2010), a timestamp outside the window (-1021),
+an order flood (-1015 / 429), an unknown execution status reconciled, a disconnect reconciled, serverShutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from tests.venue.test_server import INS, MARKET, TAKER, USER, make_engine
+from workbench.live.executor import Credentials, Executor, ExecutorConfig
+from workbench.strategy.orders import OrderBook, OrderState
+from workbench.venue.api import OrderRequest, OrderType, TimeInForce
+from workbench.venue.keys import new_api_key
+from workbench.venue.protocol import ProtocolConfig
+from workbench.venue.server import VenueServer
+
+S = OrderState
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+async def until(pred, timeout=10.0, what=""):
+    t0 = time.monotonic()
+    while not pred():
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.005)
+
+
+class Rig:
+    def __init__(self, eng, server, key, clock=time.time_ns):
+        self.eng, self.server = eng, server
+        self.book = OrderBook("t")
+        self.fills, self.status = [], []
+        self.ex = Executor(ExecutorConfig(ws_api_url=server.urls["ws_api"], reconnect_min_s=0.05),
+                           Credentials(key.key, key.secret), {"BTCUSDT": INS}, self.book,
+                           on_fill=lambda o, *f: self.fills.append((o.client_order_id, *f)),
+                           on_status=lambda what, detail: self.status.append(what), clock=clock)
+        self.task = asyncio.create_task(self.ex.run())
+
+    def order(self, side=1, qty=100_000, px=6_000_000, type=OrderType.LIMIT):
+        return self.book.submit("BTCUSDT", side, type, qty, px, TimeInForce.GTC, time.time_ns())
+
+    async def close(self):
+        await self.ex.stop()
+        await asyncio.wait_for(self.task, 10)
+
+
+async def rig(clock=time.time_ns, **pcfg):
+    eng = make_engine()
+    key = new_api_key(USER)
+    server = VenueServer(eng, [key], protocol_config=ProtocolConfig(**pcfg) if pcfg else None)
+    await server.start()
+    r = Rig(eng, server, key, clock)
+    await asyncio.wait_for(r.ex.ready.wait(), 10)
+    return r
+
+
+def test_place_fill_cancel_through_the_state_machine():
+    async def scenario():
+        r = await rig()
+        try:
+            o = r.order(px=6_000_000, qty=200_000)  # joins the bid of 1 BTC at 60000.00
+            await r.ex.place(o)
+            assert o.state is S.NEW and o.order_id > 0
+            # the market sells 1.5 BTC: 1 against the bid ahead, 0.5 against ours
+            r.eng.place(OrderRequest(TAKER, "BTCUSDT", -1, OrderType.MARKET, 150_000), time.time_ns())
+            r.server._poll_dispatch()
+            await until(lambda: o.filled_lots == 50_000, what="the partial fill")
+            assert o.state is S.PARTIALLY_FILLED and r.fills[0][1:3] == (6_000_000, 50_000)
+            assert r.fills[0][3] > 0  # commission charged (quote units)
+            await r.ex.cancel(o.client_order_id)
+            await until(lambda: o.state is S.CANCELED, what="the cancel")
+            assert r.ex.rate_usage and all(c <= lim for c, lim in r.ex.rate_usage.values())
+            assert "secret" not in repr(r.ex) and r.ex._cred.api_secret not in repr(r.ex)
+        finally:
+            await r.close()
+            await r.server.stop()
+
+    run(scenario())
+
+
+def test_refusals_are_rejections_with_binances_message():
+    async def scenario():
+        r = await rig()
+        try:
+            bad = r.order(px=10**14)  # beyond the PRICE_FILTER maximum
+            await r.ex.place(bad)
+            assert bad.state is S.REJECTED and bad.reason.startswith("-1013")
+            r.server.protocol.faults.fail("order.place", -2010, "Account has insufficient balance for requested action.")
+            o = r.order()
+            await r.ex.place(o)
+            assert o.state is S.REJECTED and "insufficient balance" in o.reason
+        finally:
+            await r.close()
+            await r.server.stop()
+
+    run(scenario())
+
+
+def test_a_clock_outside_recv_window_is_refused_with_1021_and_not_retried():
+    async def scenario():
+        eng = make_engine()
+        key = new_api_key(USER)
+        async with VenueServer(eng, [key]) as server:
+            status = []
+            ex = Executor(ExecutorConfig(ws_api_url=server.urls["ws_api"]), Credentials(key.key, key.secret),
+                          {"BTCUSDT": INS}, OrderBook("t"), on_status=lambda what, detail: status.append(detail),
+                          clock=lambda: time.time_ns() - 30 * 1_000_000_000)  # 30 s behind
+            await asyncio.wait_for(ex.run(), 10)  # returns: a refusal is not retried
+            assert ex.stats["refused"] == 1 and "-1021" in status[-1] and not ex.ready.is_set()
+
+    run(scenario())
+
+
+def test_an_order_flood_is_refused_with_429():
+    async def scenario():
+        r = await rig(orders_per_10s=3)
+        try:
+            orders = [r.order(px=5_990_000 - i) for i in range(5)]
+            for o in orders:
+                await r.ex.place(o)
+            assert [o.state for o in orders].count(S.NEW) == 3
+            refused = [o for o in orders if o.state is S.REJECTED]
+            assert len(refused) == 2 and all(o.reason.startswith("-1015") for o in refused)
+        finally:
+            await r.close()
+            await r.server.stop()
+
+    run(scenario())
+
+
+def test_an_unknown_execution_status_is_reconciled_with_order_status():
+    async def scenario():
+        r = await rig()
+        try:
+            r.server.protocol.faults.unknown_status("order.place")
+            o = r.order()
+            await r.ex.place(o)
+            await until(lambda: r.ex.stats["status_queries"] >= 1, what="the order.status query")
+            await until(lambda: o.state is S.NEW, what="reconciliation")
+            assert "unknown_status" in r.status
+        finally:
+            await r.close()
+            await r.server.stop()
+
+    run(scenario())
+
+
+def test_a_disconnect_then_reconnect_reconciles_what_happened_meanwhile():
+    async def scenario():
+        r = await rig()
+        try:
+            o = r.order(px=6_000_000, qty=100_000)
+            await r.ex.place(o)
+            r.server.disconnect_all()
+            # while the client is away, its order fills entirely
+            r.eng.place(OrderRequest(TAKER, "BTCUSDT", -1, OrderType.MARKET, 300_000), time.time_ns())
+            r.server._poll_dispatch()
+            await until(lambda: r.ex.stats["reconnects"] >= 1, what="the reconnect")
+            await until(lambda: o.state is S.FILLED, what="reconciliation after reconnect")
+            assert o.filled_lots == 100_000
+        finally:
+            await r.close()
+            await r.server.stop()
+
+    run(scenario())
+
+
+def test_server_shutdown_makes_the_client_reconnect():
+    async def scenario():
+        r = await rig()
+        try:
+            assert r.server.send_server_shutdown() == 1
+            await until(lambda: r.ex.stats["reconnects"] >= 1, what="reconnect after serverShutdown")
+            assert "server_shutdown" in r.status
+            o = r.order()
+            await r.ex.place(o)
+            assert o.state is S.NEW
+        finally:
+            await r.close()
+            await r.server.stop()
+
+    run(scenario())

@@ -1,0 +1,367 @@
+"""The executor: orders over Binance's WebSocket API, tracked by the order state machine shared with backtests.
+
+One connection to ``ws-api/v3`` carries signed requests (HMAC-SHA256 over the sorted parameters, ``timestamp`` and
+``recvWindow``) and the user-data subscription whose ``executionReport`` events move our orders
+(:class:`~workbench.strategy.orders.OrderBook`: progress only, so a report that overtakes the answer to
+``order.place`` is fine). Every answer's ``rateLimits`` is kept in :attr:`Executor.rate_usage` for the risk guard's
+90 % monitor.
+
+Faults: an answer with an error code rejects the order with Binance's message (-1021 timestamp outside the
+window, -1015 / 429 too many orders, filter failures, ...); an answer that says the execution status is unknown
+(-1006, -1007, HTTP 5xx) or no answer within ``request_timeout_s`` leaves the order PENDING and asks
+``order.status`` for it; after a reconnect, ``openOrders.status`` and ``order.status`` reconcile every order not
+yet final. Secrets are only used to sign: never in a repr, a log line or a message other than the signature.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+import websockets
+from websockets.exceptions import ConnectionClosed
+
+from workbench.exceptions import ConfigError
+from workbench.instrument import Instrument
+from workbench.strategy.orders import OrderBook, OrderState, OwnOrder
+from workbench.venue.api import OrderType
+from workbench.venue.signing import sign, signature_payload
+
+__all__ = ["Credentials", "ExecutorConfig", "Executor"]
+
+log = logging.getLogger("workbench.executor")
+
+_UNKNOWN = {-1006, -1007}
+_STATE = {s.name: s for s in OrderState}
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """An API key and its secret; the secret never appears in a repr."""
+
+    api_key: str
+    api_secret: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"Credentials(api_key={self.api_key[:6]}...)"
+
+    @classmethod
+    def from_env(cls, prefix: str = "WORKBENCH") -> "Credentials":
+        """From ``<PREFIX>_API_KEY`` and ``<PREFIX>_API_SECRET``."""
+        key, secret = os.environ.get(f"{prefix}_API_KEY"), os.environ.get(f"{prefix}_API_SECRET")
+        if not key or not secret:
+            raise ConfigError(f"set {prefix}_API_KEY and {prefix}_API_SECRET")
+        return cls(key, secret)
+
+    @classmethod
+    def from_keys_file(cls, path: str | Path) -> tuple["Credentials", dict[str, str]]:
+        """From the keys file ``workbench venue`` writes; also returns its URLs (``rest``, ``stream``, ``ws_api``)."""
+        from workbench.venue.keys import read_keys_file
+
+        key, urls = read_keys_file(path)
+        return cls(key.key, key.secret), urls
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutorConfig:
+    ws_api_url: str
+    recv_window_ms: int = 5000
+    request_timeout_s: float = 5.0
+    reconnect_min_s: float = 0.05
+    reconnect_max_s: float = 5.0
+    jitter: float = 0.25
+    max_reconnects: int | None = None
+
+
+class Executor:
+    """Send and track orders of ``orders`` (an :class:`OrderBook`) on the venue of ``config``.
+
+    ``on_order(order)`` runs on every state change, ``on_fill(order, px_ticks, qty_lots, fee_units, is_maker,
+    trade_id)`` on every fill, ``on_status(what, detail)`` on faults and recoveries; all on the event loop.
+    ``clock``: wall time in ns (the ``timestamp`` of signed requests).
+    """
+
+    def __init__(self, config: ExecutorConfig, credentials: Credentials, instruments: Mapping[str, Instrument],
+                 orders: OrderBook, *, on_order: Callable[[OwnOrder], None] | None = None,
+                 on_fill: Callable[..., None] | None = None, on_status: Callable[[str, str], None] | None = None,
+                 clock: Callable[[], int] = time.time_ns) -> None:
+        self.config = config
+        self._cred = credentials
+        self.instruments = dict(instruments)
+        self.orders = orders
+        self.on_order = on_order or (lambda o: None)
+        self.on_fill = on_fill or (lambda *a: None)
+        self.on_status = on_status or (lambda what, detail: None)
+        self.clock = clock
+        self.stats: Counter = Counter()
+        self.rate_usage: dict[str, tuple[int, int]] = {}
+        self.ready = asyncio.Event()
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future] = {}
+        self._ws = None
+        self._stop = False
+        self._seen_trades: set[tuple[str, int]] = set()
+
+    def __repr__(self) -> str:
+        return f"Executor({self.config.ws_api_url}, {self._cred!r})"
+
+    # -- connection ---------------------------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Connect, subscribe to user data, reconcile, serve requests; reconnect after faults until :meth:`stop`."""
+        cfg = self.config
+        backoff, attempts = cfg.reconnect_min_s, 0
+        while not self._stop:
+            reader = None
+            try:
+                async with websockets.connect(cfg.ws_api_url, compression=None, max_queue=None,
+                                              open_timeout=10) as ws:
+                    self._ws = ws
+                    reader = asyncio.create_task(self._read(ws))
+                    r = await self._request("userDataStream.subscribe.signature", {}, signed=True)
+                    if "error" in r:
+                        e = r["error"]
+                        raise ConfigError(f"user data subscription refused: {e.get('code')} {e.get('msg')}")
+                    if attempts:
+                        self.stats["reconnects"] += 1
+                        self.on_status("reconnected", cfg.ws_api_url)
+                    await self.reconcile()
+                    backoff = cfg.reconnect_min_s
+                    self.ready.set()
+                    await reader
+            except ConfigError as exc:  # refused (bad key, clock outside recvWindow): retrying would not help
+                self.stats["refused"] += 1
+                self.on_status("refused", str(exc))
+                break
+            except (OSError, ConnectionClosed, asyncio.TimeoutError, websockets.InvalidHandshake) as exc:
+                if self._stop:
+                    break
+                self.stats["disconnects"] += 1
+                self.on_status("disconnected", f"{type(exc).__name__}: {exc}")
+            finally:
+                self.ready.clear()
+                self._ws = None
+                if reader is not None:
+                    reader.cancel()
+                for f in self._pending.values():
+                    if not f.done():
+                        f.set_exception(ConnectionError("disconnected"))
+                self._pending.clear()
+            attempts += 1
+            if self._stop or (cfg.max_reconnects is not None and attempts > cfg.max_reconnects):
+                break
+            await asyncio.sleep(backoff * (1 + random.uniform(-cfg.jitter, cfg.jitter)))
+            backoff = min(backoff * 2, cfg.reconnect_max_s)
+
+    async def stop(self) -> None:
+        self._stop = True
+        if self._ws is not None:
+            await self._ws.close()
+
+    async def _read(self, ws) -> None:
+        async for text in ws:
+            self.handle_message(text)
+
+    def handle_message(self, text: str | bytes) -> None:
+        """One frame from the venue: an answer (to its waiting request) or a user-data event."""
+        try:
+            msg = orjson.loads(text)
+        except ValueError:
+            self.stats["malformed"] += 1
+            return
+        if "rateLimits" in msg:
+            for rl in msg["rateLimits"]:
+                name = f"{rl.get('rateLimitType')}:{rl.get('intervalNum')}{rl.get('interval')}"
+                self.rate_usage[name] = (int(rl.get("count", 0)), int(rl.get("limit", 0)))
+        ev = msg.get("event")
+        if isinstance(ev, dict):
+            if ev.get("e") == "executionReport":
+                self._on_report(ev)
+            elif ev.get("e") == "serverShutdown":
+                self.stats["server_shutdown"] += 1
+                self.on_status("server_shutdown", "the venue asks clients to reconnect")
+                if self._ws is not None:
+                    asyncio.ensure_future(self._ws.close())
+            return
+        f = self._pending.pop(msg.get("id"), None)
+        if f is not None and not f.done():
+            f.set_result(msg)
+
+    async def _request(self, method: str, params: dict, *, signed: bool) -> dict:
+        ws = self._ws
+        if ws is None:
+            raise ConnectionError("not connected")
+        p = dict(params)
+        if signed:
+            p["apiKey"] = self._cred.api_key
+            p["timestamp"] = self.clock() // 1_000_000
+            p["recvWindow"] = self.config.recv_window_ms
+            p["signature"] = sign(self._cred.api_secret, signature_payload(p))
+        rid = next(self._ids)
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        await ws.send(orjson.dumps({"id": rid, "method": method, "params": p}).decode())
+        try:
+            return await asyncio.wait_for(fut, self.config.request_timeout_s)
+        finally:
+            self._pending.pop(rid, None)
+
+    # -- orders ---------------------------------------------------------------------------------------------------------
+    async def place(self, o: OwnOrder) -> None:
+        """Send ``o`` (recorded PENDING_NEW in the order book) and apply the answer."""
+        ins = self.instruments[o.symbol]
+        params = {"symbol": o.symbol, "side": "BUY" if o.side > 0 else "SELL", "type": o.type.name,
+                  "quantity": ins.lots_to_str(o.qty_lots), "newClientOrderId": o.client_order_id,
+                  "newOrderRespType": "RESULT"}
+        if o.type != OrderType.MARKET:
+            params["price"] = ins.ticks_to_str(o.px_ticks)
+        if o.type == OrderType.LIMIT:
+            params["timeInForce"] = o.tif.name
+        self.stats["orders_sent"] += 1
+        try:
+            r = await self._request("order.place", params, signed=True)
+        except (asyncio.TimeoutError, ConnectionError) as exc:
+            self._unknown(o, f"no answer: {type(exc).__name__}")
+            return
+        self._answer(o, r)
+
+    async def cancel(self, client_order_id: str) -> None:
+        o = self.orders.cancel_sent(client_order_id, self.clock())
+        if o is None:
+            return
+        self._notify(o)
+        try:
+            r = await self._request("order.cancel", {"symbol": o.symbol, "origClientOrderId": client_order_id},
+                                    signed=True)
+        except (asyncio.TimeoutError, ConnectionError) as exc:
+            self._unknown(o, f"cancel without answer: {type(exc).__name__}")
+            return
+        if "error" in r:
+            if self.orders.cancel_rejected(client_order_id, self.clock()) is not None:
+                self._notify(o)
+            if r["error"].get("code") in _UNKNOWN or r.get("status", 200) >= 500:
+                self._unknown(o, r["error"].get("msg", ""))
+            return
+        self._apply_view(r["result"], "ack")
+
+    async def cancel_all(self, symbol: str) -> int:
+        """``openOrders.cancelAll`` for ``symbol``; returns how many the venue cancelled."""
+        try:
+            r = await self._request("openOrders.cancelAll", {"symbol": symbol}, signed=True)
+        except (asyncio.TimeoutError, ConnectionError):
+            return 0
+        if "error" in r:
+            return 0
+        for view in r["result"]:
+            self._apply_view(view, "ack")
+        return len(r["result"])
+
+    async def reconcile(self) -> int:
+        """Ask the venue for every order not final here (``order.status``); returns how many changed."""
+        changed = 0
+        for o in list(self.orders.open_orders()):
+            self.stats["status_queries"] += 1
+            try:
+                r = await self._request("order.status", {"symbol": o.symbol, "origClientOrderId": o.client_order_id},
+                                        signed=True)
+            except (asyncio.TimeoutError, ConnectionError):
+                continue
+            if "error" in r:
+                if r["error"].get("code") == -2013 and o.state is OrderState.PENDING_NEW:
+                    # the venue never saw it: it was not placed
+                    if self.orders.apply(o.client_order_id, OrderState.REJECTED, self.clock(),
+                                         reason="not found on the venue after reconnect") is not None:
+                        changed += 1
+                        self._notify(o)
+                continue
+            if self._apply_view(r["result"], "reconcile"):
+                changed += 1
+        self.stats["reconciled"] += changed
+        return changed
+
+    # -- answers and reports ----------------------------------------------------------------------------------------------
+    def _answer(self, o: OwnOrder, r: dict) -> None:
+        if "error" in r:
+            code = r["error"].get("code")
+            if code in _UNKNOWN or r.get("status", 200) >= 500:
+                self._unknown(o, r["error"].get("msg", ""))
+                return
+            self.stats["rejected"] += 1
+            if self.orders.apply(o.client_order_id, OrderState.REJECTED, self.clock(),
+                                 reason=f"{code}: {r['error'].get('msg', '')}") is not None:
+                self._notify(o)
+            return
+        self._apply_view(r["result"], "ack")
+
+    def _unknown(self, o: OwnOrder, why: str) -> None:
+        """The venue may or may not have the order: keep it pending and ask."""
+        self.stats["unknown_status"] += 1
+        self.on_status("unknown_status", f"{o.client_order_id}: {why}")
+        asyncio.ensure_future(self._status_later(o))
+
+    async def _status_later(self, o: OwnOrder) -> None:
+        await asyncio.sleep(0)
+        if self._ws is not None:
+            await self.reconcile()
+
+    def _apply_view(self, v: dict, source: str) -> bool:
+        coid = v.get("clientOrderId") or v.get("origClientOrderId")
+        o = self.orders.get(coid)
+        if o is None:
+            return False
+        ins = self.instruments[o.symbol]
+        filled = ins.qty_to_lots(v["executedQty"]) if "executedQty" in v else None
+        state = _STATE.get(v.get("status", ""), None)
+        if state is None:
+            return False
+        quote = _units(ins, v["cummulativeQuoteQty"]) if filled and "cummulativeQuoteQty" in v else None
+        if self.orders.apply(coid, state, self.clock(), filled_lots=filled, quote_filled=quote,
+                             order_id=int(v.get("orderId", 0))) is not None:
+            self._notify(o)
+            return True
+        return False
+
+    def _on_report(self, e: dict) -> None:
+        self.stats["reports"] += 1
+        coid = e.get("c") if e.get("x") != "CANCELED" else (e.get("C") or e.get("c"))
+        o = self.orders.get(coid)
+        if o is None:
+            self.stats["foreign_reports"] += 1  # not ours (another client of the account, or an earlier run)
+            return
+        ins = self.instruments[o.symbol]
+        now = self.clock()
+        fee_units = 0
+        fill = None
+        if e.get("x") == "TRADE":
+            key = (o.symbol, int(e["t"]))
+            if key not in self._seen_trades:  # a report seen twice (reconnect) is one fill
+                self._seen_trades.add(key)
+                px, qty = ins.px_to_ticks(e["L"]), ins.qty_to_lots(e["l"])
+                fee_units = _units(ins, e.get("n", "0"))
+                fill = (px, qty, fee_units, bool(e.get("m")), int(e["t"]))
+        quote = _units(ins, e["Z"]) if "Z" in e else None
+        reason = e.get("r", "")
+        changed = self.orders.apply(o.client_order_id, _STATE.get(e.get("X"), o.state), now,
+                                    filled_lots=ins.qty_to_lots(e["z"]) if "z" in e else None, quote_filled=quote,
+                                    fee_units=fee_units, order_id=int(e.get("i", 0)), reason="" if reason in ("", "NONE") else reason)
+        if fill is not None:
+            self.on_fill(o, *fill)
+        if changed is not None:
+            self._notify(o)
+
+    def _notify(self, o: OwnOrder) -> None:
+        self.on_order(o)
+
+
+def _units(ins: Instrument, amount: str) -> int:
+    """A quote amount (decimal text) in notional units of tick x lot, exactly (rounded half-even below a unit)."""
+    return int((Decimal(amount) / (Decimal(ins.tick_size) * Decimal(ins.lot_size))).to_integral_value())
