@@ -35,6 +35,7 @@ PUBLIC = {
                            "round_trips"],
     "workbench.economics": ["EdgeBudget", "RealizedEconomics", "UnitEconomics", "ValueRecovery", "compare",
                             "economics_from_fills", "value_recovery"],
+    "workbench.journal": ["Journal", "SCHEMA_VERSION", "SOURCES", "TABLES"],
     "workbench.live": ["Credentials", "Executor", "ExecutorConfig", "FeedClient", "FeedConfig", "Trade"],
     "workbench.venue.server": ["ServerConfig", "ServerFaults", "VenueClock", "VenueServer"],
     "workbench.venue.protocol": [
