@@ -16,7 +16,6 @@ import argparse
 import gzip
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import orjson

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench.book.book import L2Book
-from workbench.enums import F_BATCH_END, K_DEPTH
+from workbench.enums import K_DEPTH
 from workbench.exceptions import ConfigError, DataError
 from workbench.instrument import Instrument
 
@@ -208,7 +208,7 @@ def _recording(paths: list[str], args):
 
 def _latency(args):
     """The LatencyModel of ``--latency-ms`` / ``--latency-from-recording``, or None."""
-    from workbench.venue.latency import ConstantLatency, LatencyModel, SampledLatency, feed_latency_samples
+    from workbench.venue.latency import LatencyModel, SampledLatency, feed_latency_samples
 
     if args.latency_ms is None and not args.latency_from_recording:
         return None

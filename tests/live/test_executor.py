@@ -5,11 +5,11 @@ an order flood (-1015 / 429), an unknown execution status reconciled, a disconne
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
-import pytest
 
-from tests.venue.test_server import INS, MARKET, TAKER, USER, make_engine
+from tests.venue.test_server import INS, TAKER, USER, make_engine
 from workbench.live.executor import Credentials, Executor, ExecutorConfig
 from workbench.strategy.orders import OrderBook, OrderState
 from workbench.venue.api import OrderRequest, OrderType, TimeInForce
@@ -51,20 +51,27 @@ class Rig:
         await asyncio.wait_for(self.task, 10)
 
 
+@contextlib.asynccontextmanager
 async def rig(clock=time.time_ns, **pcfg):
+    """A venue on a free port and a connected executor for the body; both stopped after it."""
     eng = make_engine()
     key = new_api_key(USER)
     server = VenueServer(eng, [key], protocol_config=ProtocolConfig(**pcfg) if pcfg else None)
     await server.start()
-    r = Rig(eng, server, key, clock)
-    await asyncio.wait_for(r.ex.ready.wait(), 10)
-    return r
+    try:
+        r = Rig(eng, server, key, clock)
+        try:
+            await asyncio.wait_for(r.ex.ready.wait(), 10)
+            yield r
+        finally:
+            await r.close()
+    finally:
+        await server.stop()
 
 
 def test_place_fill_cancel_through_the_state_machine():
     async def scenario():
-        r = await rig()
-        try:
+        async with rig() as r:
             o = r.order(px=6_000_000, qty=200_000)  # joins the bid of 1 BTC at 60000.00
             await r.ex.place(o)
             assert o.state is S.NEW and o.order_id > 0
@@ -78,17 +85,13 @@ def test_place_fill_cancel_through_the_state_machine():
             await until(lambda: o.state is S.CANCELED, what="the cancel")
             assert r.ex.rate_usage and all(c <= lim for c, lim in r.ex.rate_usage.values())
             assert "secret" not in repr(r.ex) and r.ex._cred.api_secret not in repr(r.ex)
-        finally:
-            await r.close()
-            await r.server.stop()
 
     run(scenario())
 
 
 def test_refusals_are_rejections_with_binances_message():
     async def scenario():
-        r = await rig()
-        try:
+        async with rig() as r:
             bad = r.order(px=10**14)  # beyond the PRICE_FILTER maximum
             await r.ex.place(bad)
             assert bad.state is S.REJECTED and bad.reason.startswith("-1013")
@@ -96,9 +99,6 @@ def test_refusals_are_rejections_with_binances_message():
             o = r.order()
             await r.ex.place(o)
             assert o.state is S.REJECTED and "insufficient balance" in o.reason
-        finally:
-            await r.close()
-            await r.server.stop()
 
     run(scenario())
 
@@ -120,42 +120,33 @@ def test_a_clock_outside_recv_window_is_refused_with_1021_and_not_retried():
 
 def test_an_order_flood_is_refused_with_429():
     async def scenario():
-        r = await rig(orders_per_10s=3)
-        try:
+        async with rig(orders_per_10s=3) as r:
             orders = [r.order(px=5_990_000 - i) for i in range(5)]
             for o in orders:
                 await r.ex.place(o)
             assert [o.state for o in orders].count(S.NEW) == 3
             refused = [o for o in orders if o.state is S.REJECTED]
             assert len(refused) == 2 and all(o.reason.startswith("-1015") for o in refused)
-        finally:
-            await r.close()
-            await r.server.stop()
 
     run(scenario())
 
 
 def test_an_unknown_execution_status_is_reconciled_with_order_status():
     async def scenario():
-        r = await rig()
-        try:
+        async with rig() as r:
             r.server.protocol.faults.unknown_status("order.place")
             o = r.order()
             await r.ex.place(o)
             await until(lambda: r.ex.stats["status_queries"] >= 1, what="the order.status query")
             await until(lambda: o.state is S.NEW, what="reconciliation")
             assert "unknown_status" in r.status
-        finally:
-            await r.close()
-            await r.server.stop()
 
     run(scenario())
 
 
 def test_a_disconnect_then_reconnect_reconciles_what_happened_meanwhile():
     async def scenario():
-        r = await rig()
-        try:
+        async with rig() as r:
             o = r.order(px=6_000_000, qty=100_000)
             await r.ex.place(o)
             r.server.disconnect_all()
@@ -165,25 +156,18 @@ def test_a_disconnect_then_reconnect_reconciles_what_happened_meanwhile():
             await until(lambda: r.ex.stats["reconnects"] >= 1, what="the reconnect")
             await until(lambda: o.state is S.FILLED, what="reconciliation after reconnect")
             assert o.filled_lots == 100_000
-        finally:
-            await r.close()
-            await r.server.stop()
 
     run(scenario())
 
 
 def test_server_shutdown_makes_the_client_reconnect():
     async def scenario():
-        r = await rig()
-        try:
+        async with rig() as r:
             assert r.server.send_server_shutdown() == 1
             await until(lambda: r.ex.stats["reconnects"] >= 1, what="reconnect after serverShutdown")
             assert "server_shutdown" in r.status
             o = r.order()
             await r.ex.place(o)
             assert o.state is S.NEW
-        finally:
-            await r.close()
-            await r.server.stop()
 
     run(scenario())

@@ -6,6 +6,7 @@ Each test starts its own venue on 127.0.0.1 and a free port and stops it; waits 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -53,6 +54,19 @@ async def start(**srv):
     return venue, server
 
 
+@contextlib.asynccontextmanager
+async def running(feed, server):
+    """The feed's run() as a task for the body; feed, task and venue server stopped after it, whatever happens."""
+    task = asyncio.create_task(feed.run())
+    try:
+        await until(lambda: feed.in_sync("BTCUSDT"), what="first sync")
+        yield
+    finally:
+        await feed.stop()
+        await asyncio.wait_for(task, 10)
+        await server.stop()
+
+
 def feed_for(server, venue, **kw):
     cfg = FeedConfig(stream_url=server.urls["stream"], rest_url=server.urls["rest"], symbols=("BTCUSDT",),
                      reconnect_min_s=0.05, **kw)
@@ -66,17 +80,11 @@ def test_the_book_follows_the_venue_and_trades_arrive():
     async def scenario():
         venue, server = await start()
         feed, events = feed_for(server, venue)
-        task = asyncio.create_task(feed.run())
-        try:
-            await until(lambda: feed.in_sync("BTCUSDT"), what="first sync")
+        async with running(feed, server):
             await until(lambda: feed.stats["trades"] > 0 and feed.stats["diffs_applied"] > 20, what="traffic")
             assert await matches_venue(venue, feed)
             assert feed.stats["malformed"] == 0 and feed.stats["gaps"] == 0 and "in_sync" in events
             assert feed.stale_symbols() == []
-        finally:
-            await feed.stop()
-            await asyncio.wait_for(task, 10)
-            await server.stop()
 
     run(scenario())
 
@@ -85,17 +93,11 @@ def test_a_dropped_diff_is_a_gap_then_a_resync_from_a_new_snapshot():
     async def scenario():
         venue, server = await start()
         feed, events = feed_for(server, venue)
-        task = asyncio.create_task(feed.run())
-        try:
-            await until(lambda: feed.in_sync("BTCUSDT"), what="first sync")
+        async with running(feed, server):
             server.faults.drop_depth = 1
             await until(lambda: feed.stats["gaps"] >= 1, what="the gap")
             await until(lambda: feed.in_sync("BTCUSDT") and feed.stats["snapshots_applied"] >= 2, what="resync")
             assert "gap" in events and await matches_venue(venue, feed)
-        finally:
-            await feed.stop()
-            await asyncio.wait_for(task, 10)
-            await server.stop()
 
     run(scenario())
 
@@ -104,19 +106,13 @@ def test_a_stale_snapshot_is_skipped_and_fetched_again():
     async def scenario():
         venue, server = await start()
         feed, events = feed_for(server, venue)
-        task = asyncio.create_task(feed.run())
-        try:
-            await until(lambda: feed.in_sync("BTCUSDT"), what="first sync")
+        async with running(feed, server):
             await asyncio.sleep(0.5)  # the venue moves on: its first snapshot is now old
             server.faults.stale_snapshot = 1
             server.faults.drop_depth = 1
             await until(lambda: feed.stats["stale_snapshots"] >= 1, what="a stale snapshot")
             await until(lambda: feed.in_sync("BTCUSDT"), what="resync")
             assert await matches_venue(venue, feed)
-        finally:
-            await feed.stop()
-            await asyncio.wait_for(task, 10)
-            await server.stop()
 
     run(scenario())
 
@@ -125,18 +121,12 @@ def test_a_disconnect_is_survived_with_a_reconnect_and_a_resync():
     async def scenario():
         venue, server = await start()
         feed, events = feed_for(server, venue)
-        task = asyncio.create_task(feed.run())
-        try:
-            await until(lambda: feed.in_sync("BTCUSDT"), what="first sync")
+        async with running(feed, server):
             assert server.disconnect_all() == 1
             await until(lambda: feed.stats["reconnects"] >= 1, what="the reconnect")
             await until(lambda: feed.in_sync("BTCUSDT"), what="resync")
             assert "disconnected" in events and "reconnected" in events
             assert await matches_venue(venue, feed)
-        finally:
-            await feed.stop()
-            await asyncio.wait_for(task, 10)
-            await server.stop()
 
     run(scenario())
 

@@ -21,7 +21,6 @@ class MarketMaker(Strategy):
 
     name = "market_maker"
     summary = "quote both sides with inventory skew (spread capture)"
-    act_on_book = False
     params_spec = (
         Param("decide_every_ms", 100, lo=0, hi=60_000, unit="ms", doc="requote interval (0: every book update)"),
         Param("half_spread_ticks", 1, lo=0, hi=10_000, unit="ticks", doc="quote this far outside the touch"),

@@ -8,7 +8,6 @@ import numpy as np
 
 from workbench.signals import BollingerZ
 from workbench.strategy.base import Env, Strategy
-from workbench.strategy.orders import OwnOrder
 from workbench.strategy.params import Param
 
 __all__ = ["PairsArb"]
@@ -89,6 +88,3 @@ class PairsArb(Strategy):
     @staticmethod
     def _lots(env: Env, symbol: str, notional: float, px: float) -> int:
         return int(notional / px / float(env.instrument(symbol).lot_size))
-
-    def on_fill(self, env: Env, order: OwnOrder, px_ticks: int, qty_lots: int, fee_units: int, is_maker: bool) -> None:
-        pass
