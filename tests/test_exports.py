@@ -36,7 +36,8 @@ PUBLIC = {
     "workbench.economics": ["EdgeBudget", "RealizedEconomics", "UnitEconomics", "ValueRecovery", "compare",
                             "economics_from_fills", "value_recovery"],
     "workbench.journal": ["Journal", "SCHEMA_VERSION", "SOURCES", "TABLES"],
-    "workbench.live": ["Credentials", "Executor", "ExecutorConfig", "FeedClient", "FeedConfig", "Trade"],
+    "workbench.live": ["Credentials", "Engine", "EngineConfig", "Executor", "ExecutorConfig", "FeedClient", "FeedConfig",
+                       "Snapshot", "Trade"],
     "workbench.venue.server": ["ServerConfig", "ServerFaults", "VenueClock", "VenueServer"],
     "workbench.venue.protocol": [
         "ApiSession", "Faults", "Protocol", "ProtocolConfig", "RestResponse", "StreamName", "StreamSession",

@@ -1,6 +1,8 @@
 """The live side: clients of a Binance-Spot-protocol venue (the simulated one or a real one). I/O layer."""
 
+from workbench.live.engine import Engine, EngineConfig, Snapshot
 from workbench.live.executor import Credentials, Executor, ExecutorConfig
 from workbench.live.feed import FeedClient, FeedConfig, Trade
 
-__all__ = ["Credentials", "Executor", "ExecutorConfig", "FeedClient", "FeedConfig", "Trade"]
+__all__ = ["Credentials", "Engine", "EngineConfig", "Executor", "ExecutorConfig", "FeedClient", "FeedConfig", "Snapshot",
+           "Trade"]

@@ -265,6 +265,14 @@ class Executor:
             self._apply_view(view, "ack")
         return len(r["result"])
 
+    async def venue_open_orders(self, symbol: str) -> list[dict] | None:
+        """``openOrders.status`` for ``symbol``: the venue's own list (None if it could not be asked)."""
+        try:
+            r = await self._request("openOrders.status", {"symbol": symbol}, signed=True)
+        except (asyncio.TimeoutError, ConnectionError):
+            return None
+        return None if "error" in r else list(r["result"])
+
     async def reconcile(self) -> int:
         """Ask the venue for every order not final here (``order.status``); returns how many changed."""
         changed = 0

@@ -1,0 +1,574 @@
+"""The live engine: a strategy trading a Binance-protocol venue on its own event loop, in a daemon thread.
+
+``Engine(strategy, config).start()`` returns at once; the engine runs on a loop of its own (uvloop where
+installed) in a daemon thread, so a busy notebook cell never stalls it. :meth:`Engine.stop`, :meth:`pause`,
+:meth:`resume`, :meth:`flatten`, :meth:`kill` and :meth:`set_params` may be called from any thread: each is carried
+out on the engine's loop and returns once applied (idempotent: a second stop or kill does nothing).
+
+Inside, as in the backtester: the feed (:class:`~workbench.live.feed.FeedClient`) keeps the local books; the
+strategy gets ``on_book`` / ``on_trade`` / ``on_timer`` / ``on_order`` / ``on_fill`` with the engine's clock; every
+order goes through the risk guard, then the executor (:class:`~workbench.live.executor.Executor`); the guard's
+actions (cancel all, flatten) are carried out at once. Trading is halted while a symbol's book is out of sync
+(orders for it are refused). A strategy that raises is stopped, and the guard kills: cancel all, flatten.
+Kill = no new orders, ``openOrders.cancelAll``, flatten with market orders, then confirmed from the venue (no open
+orders). With a journal, fills are written durably before they are applied.
+
+:meth:`Engine.snapshot` returns the latest :class:`Snapshot` (book tops, position, P&L, guard state, counters),
+published at ``snapshot_hz`` at most; the latest value wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import traceback
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from workbench.exceptions import ConfigError
+from workbench.instrument import Instrument
+from workbench.live.executor import Credentials, Executor, ExecutorConfig
+from workbench.live.feed import FeedClient, FeedConfig, Trade
+from workbench.risk import ActionKind, GuardState, RiskConfig, RiskGuard
+from workbench.strategy.base import Strategy
+from workbench.strategy.orders import OrderBook, OwnOrder
+from workbench.venue.api import OrderType, TimeInForce
+
+__all__ = ["EngineConfig", "Engine", "Snapshot"]
+
+log = logging.getLogger("workbench.engine")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineConfig:
+    """Where to trade and how. ``rest``, ``stream``, ``ws_api``: the venue's URLs (``workbench venue`` prints them
+    and writes them to its keys file)."""
+
+    rest: str
+    stream: str
+    ws_api: str
+    credentials: Credentials = field(repr=False)
+    symbols: tuple[str, ...]
+    risk: RiskConfig = field(default_factory=RiskConfig)
+    journal_path: str | None = None
+    snapshot_hz: float = 10.0
+    guard_tick_ms: int = 50
+    flatten_timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not self.symbols:
+            raise ConfigError("the engine needs at least one symbol")
+        if not 0 < self.snapshot_hz <= 1000:
+            raise ConfigError("snapshot_hz must be in (0, 1000]")
+
+    @classmethod
+    def from_keys_file(cls, path: str, symbols: tuple[str, ...], **kw) -> "EngineConfig":
+        cred, urls = Credentials.from_keys_file(path)
+        return cls(rest=urls["rest"], stream=urls["stream"], ws_api=urls["ws_api"], credentials=cred,
+                   symbols=symbols, **kw)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the views show, at ``ts_ns``. Prices in ticks, sizes in lots; P&L in quote currency."""
+
+    ts_ns: int
+    running: bool
+    paused: bool
+    guard_state: str
+    halted_by: str | None
+    tops: dict[str, tuple]                 # symbol -> (bid ticks, bid lots, ask ticks, ask lots)
+    in_sync: dict[str, bool]
+    positions: dict[str, int]
+    cash: float
+    fees: float
+    equity_change: float                   # cash moved + positions at mid, since start
+    open_orders: int
+    counters: dict[str, int]
+    last_error: str | None
+
+
+class _LiveEnv:
+    """The strategy's :class:`~workbench.strategy.base.Env` on the live engine."""
+
+    def __init__(self, eng: "Engine") -> None:
+        self._e = eng
+        self.now_ns = time.time_ns()
+        self.symbols = eng.config.symbols
+
+    def _sym(self, symbol):
+        return self.symbols[0] if symbol is None else symbol
+
+    def instrument(self, symbol=None) -> Instrument:
+        return self._e.instruments[self._sym(symbol)]
+
+    def book(self, symbol=None):
+        return self._e._views[self._sym(symbol)]
+
+    def position_lots(self, symbol=None) -> int:
+        return self._e.positions[self._sym(symbol)]
+
+    def equity(self) -> float:
+        return self._e._equity()
+
+    def equity_units(self) -> int:
+        return int(round(self._e._equity() * 1e6))
+
+    def open_orders(self, symbol=None) -> list[OwnOrder]:
+        return self._e.orders.open_orders(None if symbol is None else symbol)
+
+    def limit(self, side, qty_lots, px_ticks, *, symbol=None, post_only=False, tif="GTC", tag=""):
+        typ = OrderType.LIMIT_MAKER if post_only else OrderType.LIMIT
+        return self._e._send(self._sym(symbol), side, typ, qty_lots, px_ticks, TimeInForce[tif], tag, "strategy")
+
+    def market(self, side, qty_lots, *, symbol=None, tag=""):
+        return self._e._send(self._sym(symbol), side, OrderType.MARKET, qty_lots, 0, TimeInForce.IOC, tag,
+                             "strategy")
+
+    def cancel(self, order) -> bool:
+        coid = order if isinstance(order, str) else order.client_order_id
+        return self._e._cancel(coid)
+
+    def cancel_all(self, symbol=None) -> int:
+        return sum(self._e._cancel(o.client_order_id) for o in self.open_orders(symbol))
+
+    def log(self, message: str) -> None:
+        log.info("strategy: %s", message)
+
+
+class Engine:
+    """Run ``strategy`` live with ``config`` (see the module docstring)."""
+
+    def __init__(self, strategy: Strategy, config: EngineConfig) -> None:
+        if strategy.n_symbols and len(config.symbols) != strategy.n_symbols:
+            raise ConfigError(f"{type(strategy).__name__} trades {strategy.n_symbols} symbol(s), "
+                              f"the config names {len(config.symbols)}")
+        self.strategy = strategy
+        self.config = config
+        self.counters: Counter = Counter()
+        self.orders = OrderBook("e" + format(time.time_ns() // 1_000_000 % (36**6), "x"))
+        self.guard = RiskGuard(config.risk, config.symbols)
+        self.instruments: dict[str, Instrument] = {}
+        self.positions: dict[str, int] = {s: 0 for s in config.symbols}
+        self._cash_units: dict[str, int] = {s: 0 for s in config.symbols}
+        self._fee_units: dict[str, int] = {s: 0 for s in config.symbols}
+        self.risk_events: list = []
+        self.last_error: str | None = None
+        self._views: dict[str, Any] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._done = threading.Event()
+        self._stopping: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._strategy_on = True
+        self.paused = False
+        self._snapshot: Snapshot | None = None
+        self._start_error: BaseException | None = None
+        self.feed: FeedClient | None = None
+        self.executor: Executor | None = None
+        self.journal = None
+        self.env = _LiveEnv(self)
+
+    def __repr__(self) -> str:
+        return f"Engine({type(self.strategy).__name__}, {self.config.ws_api}, running={self.running})"
+
+    # -- control, from any thread ---------------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._done.is_set()
+
+    def start(self, timeout: float = 30.0) -> "Engine":
+        """Start the engine's thread and loop; returns once it trades (or raises what stopped it)."""
+        if self._thread is not None:
+            return self
+        self._thread = threading.Thread(target=self._thread_main, name="workbench-engine", daemon=True)
+        self._thread.start()
+        if not self._started.wait(timeout):
+            raise TimeoutError("the engine did not start in time")
+        if self._start_error is not None:
+            raise self._start_error
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop trading (orders are left as they are: use :meth:`kill` to close everything), close connections,
+        end the thread. Idempotent."""
+        if self._thread is None or self._done.is_set():
+            return
+        self._call(self._shutdown(), timeout)
+        self._thread.join(timeout)
+
+    def pause(self) -> None:
+        """No new orders from the strategy (it still sees the market); resting orders stay."""
+        self._call(self._set_paused(True))
+
+    def resume(self) -> None:
+        self._call(self._set_paused(False))
+
+    def flatten(self, timeout: float = 30.0) -> None:
+        """Cancel everything and close every position with market orders; the strategy keeps running."""
+        self._call(self._flatten(), timeout)
+
+    def kill(self, reason: str = "kill switch", timeout: float = 30.0) -> bool:
+        """Stop new orders, cancel all, flatten, and confirm from the venue; returns True once confirmed flat."""
+        return self._call(self._kill(reason, "user"), timeout)
+
+    def set_params(self, **values) -> list:
+        """Change the strategy's parameters (each change is an event, and journaled)."""
+        return self._call(self._set_params(values))
+
+    def snapshot(self) -> Snapshot | None:
+        return self._snapshot
+
+    def _call(self, coro, timeout: float = 30.0):
+        loop = self._loop
+        if loop is None or self._done.is_set():
+            coro.close()
+            return None
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("call the engine's control methods from another thread, or await their coroutines")
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
+
+    # -- the thread ---------------------------------------------------------------------------------------------------
+    def _thread_main(self) -> None:
+        try:
+            import uvloop
+
+            factory = uvloop.new_event_loop
+        except ImportError:
+            factory = asyncio.new_event_loop
+        try:
+            with asyncio.Runner(loop_factory=factory) as runner:
+                runner.run(self._main())
+        except BaseException as exc:  # a start that failed is raised by start(); later ones are in last_error
+            if not self._started.is_set():
+                self._start_error = exc
+            else:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("engine stopped")
+        finally:
+            self._done.set()
+            self._started.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        cfg = self.config
+        self.instruments = await asyncio.to_thread(_exchange_info, cfg.rest, cfg.symbols)
+        if cfg.journal_path:
+            from workbench.journal import Journal
+
+            self.journal = Journal(cfg.journal_path)
+            self.journal.record_run(started_ns=time.time_ns(), strategy=type(self.strategy).__name__,
+                                    params=self.strategy.params.as_dict(), venue_url=cfg.ws_api)
+            self._restore()
+        self.feed = FeedClient(FeedConfig(stream_url=cfg.stream, rest_url=cfg.rest, symbols=cfg.symbols),
+                               self.instruments, on_book=self._on_book, on_trade=self._on_trade,
+                               on_status=self._on_feed_status)
+        self.executor = Executor(ExecutorConfig(ws_api_url=cfg.ws_api), cfg.credentials, self.instruments,
+                                 self.orders, on_order=self._on_order, on_fill=self._on_fill,
+                                 on_status=self._on_exec_status)
+        from workbench.backtest.engine import _BookView  # the same view of a book the backtests give
+
+        self._views = {s: _BookView(self.feed.book(s)) for s in cfg.symbols}
+        self._tasks = [asyncio.create_task(self.feed.run(), name="engine-feed"),
+                       asyncio.create_task(self.executor.run(), name="engine-executor")]
+        await asyncio.wait_for(self.executor.ready.wait(), 30)
+        await asyncio.wait_for(self._all_in_sync(), 30)
+        self._tasks += [asyncio.create_task(self._guard_loop(), name="engine-guard"),
+                        asyncio.create_task(self._snapshot_loop(), name="engine-snapshots")]
+        if self.strategy.timer_ns:
+            self._tasks.append(asyncio.create_task(self._timer_loop(), name="engine-timer"))
+        self.env.now_ns = time.time_ns()
+        self._strategy_call(self.strategy.on_start, self.env)
+        self._publish()
+        self._started.set()
+        await self._stopping.wait()
+
+    async def _all_in_sync(self) -> None:
+        while not all(self.feed.in_sync(s) for s in self.config.symbols):
+            await asyncio.sleep(0.01)
+
+    async def _shutdown(self) -> None:
+        if self._strategy_on:
+            self._strategy_call(self.strategy.on_stop, self.env)
+        await self.feed.stop()
+        await self.executor.stop()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        self._publish(running=False)
+        if self.journal is not None:
+            self.journal.close()
+        self._stopping.set()
+
+    # -- loops --------------------------------------------------------------------------------------------------------
+    async def _timer_loop(self) -> None:
+        period = self.strategy.timer_ns / 1e9
+        nxt = time.monotonic()
+        while True:
+            nxt += period
+            await asyncio.sleep(max(0.0, nxt - time.monotonic()))
+            self.env.now_ns = time.time_ns()
+            self.counters["decisions"] += 1
+            if self._strategy_on:
+                self._strategy_call(self.strategy.on_timer, self.env)
+
+    async def _guard_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.guard_tick_ms / 1000)
+            now = time.time_ns()
+            self.guard.on_mark(now, int(round(self._equity() * 1e6)))
+            self.guard.on_rate(now, self.executor.rate_usage)
+            self.guard.tick(now)
+            await self._drain_guard()
+
+    async def _snapshot_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1 / self.config.snapshot_hz)
+            self._publish()
+
+    def _publish(self, running: bool = True) -> None:
+        tops, sync = {}, {}
+        for s in self.config.symbols:
+            t = self.feed.book(s).top() if self.feed else None
+            tops[s] = (t.bid_px_ticks, t.bid_qty_lots, t.ask_px_ticks, t.ask_qty_lots) if t else (None, 0, None, 0)
+            sync[s] = bool(self.feed and self.feed.in_sync(s))
+        cash = sum(self._cash_units[s] * self._unit(s) for s in self.config.symbols)
+        fees = sum(self._fee_units[s] * self._unit(s) for s in self.config.symbols)
+        self._snapshot = Snapshot(time.time_ns(), running and not self._done.is_set(), self.paused,
+                                  self.guard.state.name, self.guard.halted_by, tops, sync, dict(self.positions),
+                                  cash, fees, self._equity(), len(self.orders.open_orders()), dict(self.counters),
+                                  self.last_error)
+
+    # -- market events --------------------------------------------------------------------------------------------------
+    def _on_book(self, symbol: str) -> None:
+        view = self._views.get(symbol)
+        if view is None:
+            return
+        view._invalidate()
+        now = time.time_ns()
+        self.env.now_ns = now
+        top = view.top()
+        self.guard.on_book(now, symbol, top.bid_px_ticks, top.ask_px_ticks, view.depth_lots(1), view.depth_lots(-1))
+        self._schedule_guard()
+        if self.strategy.act_on_book and self._strategy_on:
+            self._strategy_call(self.strategy.on_book, self.env, symbol)
+
+    def _on_trade(self, t: Trade) -> None:
+        if self.strategy.act_on_trade and self._strategy_on:
+            self.env.now_ns = time.time_ns()
+            self._strategy_call(self.strategy.on_trade, self.env, t.symbol, t.px_ticks, t.qty_lots, t.aggressor,
+                                t.ts_ns)
+
+    def _on_feed_status(self, symbol, what: str, detail: str) -> None:
+        self.counters[f"feed_{what}"] += 1
+        if what in ("gap", "disconnected", "resync"):
+            log.warning("feed %s %s: %s", symbol or "", what, detail)
+
+    def _on_exec_status(self, what: str, detail: str) -> None:
+        self.counters[f"exec_{what}"] += 1
+        log.warning("executor %s: %s", what, detail)
+
+    # -- orders -----------------------------------------------------------------------------------------------------------
+    def _send(self, symbol, side, typ, qty_lots, px_ticks, tif, tag, source) -> OwnOrder | None:
+        if side not in (1, -1) or int(qty_lots) <= 0:
+            raise ConfigError(f"an order needs side +1/-1 and a size > 0, got side {side!r}, size {qty_lots!r}")
+        if source == "strategy" and (self.paused or not self.feed.in_sync(symbol)):
+            self.counters["orders_refused"] += 1  # paused, or the book is out of sync: trading is halted
+            return None
+        now = time.time_ns()
+        v = self.guard.check_order(now, symbol, side, int(qty_lots),
+                                   None if typ == OrderType.MARKET else int(px_ticks), source=source)
+        self._schedule_guard()
+        if not v.allowed or v.qty_lots <= 0:
+            self.counters["orders_refused"] += 1
+            return None
+        o = self.orders.submit(symbol, side, typ, v.qty_lots, int(px_ticks), tif, now, tag=tag)
+        self.counters["orders_sent" if source == "strategy" else "guard_orders"] += 1
+        if self.journal is not None:
+            self.journal.record_order(o, "sent")
+        asyncio.get_running_loop().create_task(self.executor.place(o))
+        return o
+
+    def _cancel(self, coid: str) -> bool:
+        o = self.orders.get(coid)
+        if o is None or not o.state.is_open:
+            return False
+        self.counters["cancels_sent"] += 1
+        asyncio.get_running_loop().create_task(self.executor.cancel(coid))
+        return True
+
+    def _on_order(self, o: OwnOrder) -> None:
+        if self.journal is not None:
+            self.journal.record_order(o, "report")
+        if self._strategy_on:
+            self.env.now_ns = time.time_ns()
+            self._strategy_call(self.strategy.on_order, self.env, o)
+
+    def _on_fill(self, o: OwnOrder, px_ticks: int, qty_lots: int, fee_units: int, is_maker: bool,
+                 trade_id: int) -> None:
+        now = time.time_ns()
+        if self.journal is not None:  # durable before it is applied
+            if not self.journal.record_fill(ts_ns=now, symbol=o.symbol, trade_id=trade_id, side=o.side,
+                                            px_ticks=px_ticks, qty_lots=qty_lots, fee_units=fee_units,
+                                            is_maker=is_maker, client_order_id=o.client_order_id,
+                                            order_id=o.order_id):
+                return  # already journaled (a report seen again after a restart)
+        s = o.symbol
+        self.positions[s] += o.side * qty_lots
+        self._cash_units[s] -= o.side * px_ticks * qty_lots + fee_units
+        self._fee_units[s] += fee_units
+        self.counters["fills"] += 1
+        self.guard.on_fill(now, s, o.side, px_ticks, qty_lots)
+        self._schedule_guard()
+        if self._strategy_on:
+            self.env.now_ns = now
+            self._strategy_call(self.strategy.on_fill, self.env, o, px_ticks, qty_lots, fee_units, is_maker)
+
+    def _restore(self) -> None:
+        """Positions from the journal's fills (the engine restarted after a crash); open orders are reconciled
+        with the venue by the executor when it connects."""
+        for sym, (pos, cash, fee) in self.journal.positions().items():
+            if sym in self.positions:
+                self.positions[sym], self._cash_units[sym], self._fee_units[sym] = pos, cash - fee, fee
+        entries = self.journal.avg_entry_ticks()
+        for sym, pos in self.positions.items():
+            if pos:
+                self.guard.set_position(time.time_ns(), sym, pos, entries.get(sym, 0))
+        for o in self.journal.open_orders():
+            self.orders.orders[o.client_order_id] = o
+            self.orders._open[o.client_order_id] = o
+        self.counters["restored_orders"] = len(self.orders.open_orders())
+
+    # -- the guard's actions ----------------------------------------------------------------------------------------------
+    def _schedule_guard(self) -> None:
+        ev = self.guard.drain_events()
+        if ev:
+            self.risk_events.extend(ev)
+            if self.journal is not None:
+                for e in ev:
+                    self.journal.record_risk_event(e)
+        actions = self.guard.drain_actions()
+        if actions:
+            asyncio.get_running_loop().create_task(self._act(actions))
+
+    async def _drain_guard(self) -> None:
+        self._schedule_guard()
+
+    async def _act(self, actions) -> None:
+        for a in actions:
+            targets = [a.symbol] if a.symbol is not None else list(self.config.symbols)
+            if a.kind == ActionKind.CANCEL_ALL:
+                for s in targets:
+                    await self._cancel_all(s)
+            elif a.kind == ActionKind.FLATTEN:
+                for s in targets:
+                    await self._cancel_all(s)
+                    self._flatten_symbol(s)
+            self.counters[f"guard_{a.kind.name.lower()}"] += 1
+
+    async def _cancel_all(self, symbol: str) -> None:
+        if any(o.symbol == symbol for o in self.orders.open_orders()):
+            await self.executor.cancel_all(symbol)
+
+    def _flatten_symbol(self, symbol: str) -> None:
+        in_flight = sum(o.side * o.open_lots for o in self.orders.open_orders(symbol) if o.tag == "guard")
+        need = -(self.positions[symbol] + in_flight)
+        if need:
+            self._send(symbol, 1 if need > 0 else -1, OrderType.MARKET, abs(need), 0, TimeInForce.IOC, "guard",
+                       "guard")
+
+    # -- commands on the loop -------------------------------------------------------------------------------------------
+    async def _set_paused(self, on: bool) -> None:
+        self.paused = on
+        self._publish()
+
+    async def _set_params(self, values: dict) -> list:
+        changes = self.strategy.set_params(time.time_ns(), "user", **values)
+        if changes:
+            if self.journal is not None:
+                for c in changes:
+                    self.journal.record_param_change(c)
+            self._strategy_call(self.strategy.on_params, self.env, changes)
+        return changes
+
+    async def _flatten(self) -> None:
+        for s in self.config.symbols:
+            await self._cancel_all(s)
+            self._flatten_symbol(s)
+
+    async def _kill(self, reason: str, source: str) -> bool:
+        """Kill and wait until the venue shows no open order and every position is flat (or the timeout)."""
+        self.guard.kill(time.time_ns(), reason=reason, source=source)
+        self._schedule_guard()
+        deadline = time.monotonic() + self.config.flatten_timeout_s
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+            if any(self.positions.values()) or self.orders.open_orders():
+                continue
+            if await self._venue_confirms_flat():
+                self.counters["kill_confirmed"] += 1
+                self._publish()
+                return True
+        return False
+
+    async def _venue_confirms_flat(self) -> bool:
+        for s in self.config.symbols:
+            if await self.executor.venue_open_orders(s) != []:
+                return False
+        return True
+
+    # -- helpers --------------------------------------------------------------------------------------------------------
+    def _strategy_call(self, fn, *args) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:  # the strategy's bug must not take the engine (or the account) with it
+            self._strategy_on = False
+            self.last_error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            log.error("strategy stopped: %s", traceback.format_exc())
+            self.guard.kill(time.time_ns(), reason=f"strategy raised {self.last_error}", source="engine")
+            self._schedule_guard()
+
+    def _unit(self, symbol: str) -> float:
+        ins = self.instruments.get(symbol)
+        return float(Decimal(ins.tick_size) * Decimal(ins.lot_size)) if ins else 0.0
+
+    def _equity(self) -> float:
+        """Cash moved by fills plus positions at mid, since the start (quote currency)."""
+        eq = 0.0
+        for s in self.config.symbols:
+            pos = self.positions[s]
+            mid = self._views[s].mid_ticks() if s in self._views else None
+            eq += (self._cash_units[s] + (pos * mid if mid is not None else 0)) * self._unit(s)
+        return eq
+
+    @property
+    def guard_state(self) -> GuardState:
+        return self.guard.state
+
+
+def _exchange_info(rest: str, symbols: tuple[str, ...]) -> dict[str, Instrument]:
+    """Instruments of ``symbols`` from ``GET /api/v3/exchangeInfo`` (tick from PRICE_FILTER, lot from LOT_SIZE)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{rest.rstrip('/')}/api/v3/exchangeInfo", timeout=10) as r:
+        info = orjson.loads(r.read())
+    out = {}
+    for s in info.get("symbols", []):
+        if s.get("symbol") in symbols:
+            f = {x["filterType"]: x for x in s.get("filters", [])}
+            tick = Decimal(f["PRICE_FILTER"]["tickSize"]).normalize()
+            lot = Decimal(f["LOT_SIZE"]["stepSize"]).normalize()
+            out[s["symbol"]] = Instrument(s["symbol"], format(tick, "f"), format(lot, "f"))
+    missing = [s for s in symbols if s not in out]
+    if missing:
+        raise ConfigError(f"the venue does not list {', '.join(missing)}")
+    return out
