@@ -416,6 +416,46 @@ def cmd_backtest(args) -> int:
     return 0
 
 
+# -- live ------------------------------------------------------------------------------------------------------------
+_BINANCE = {
+    "binance": ("https://api.binance.com", "wss://stream.binance.com:9443", "wss://ws-api.binance.com:443/ws-api/v3"),
+    "binance-testnet": ("https://testnet.binance.vision", "wss://stream.testnet.binance.vision",
+                        "wss://ws-api.testnet.binance.vision/ws-api/v3"),
+}
+
+
+def cmd_run(args) -> int:
+    import signal
+    import threading
+
+    from workbench.live import Credentials, Engine, EngineConfig
+    from workbench.strategy import strategy_class
+
+    strategy = strategy_class(args.strategy)(**_params(args.param))
+    symbols = tuple(s.upper() for s in (args.symbol or ["BTCUSDT"]))
+    if args.venue in _BINANCE:
+        rest, stream, ws_api = _BINANCE[args.venue]
+        cred = Credentials.from_env()  # WORKBENCH_API_KEY / WORKBENCH_API_SECRET: never on the command line
+        cfg = EngineConfig(rest=rest, stream=stream, ws_api=ws_api, credentials=cred, symbols=symbols,
+                           journal_path=args.journal)
+    else:
+        if not Path(args.venue).is_file():
+            raise ConfigError(f"--venue {args.venue!r}: not binance, binance-testnet, or a keys file")
+        cfg = EngineConfig.from_keys_file(args.venue, symbols, journal_path=args.journal)
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    engine = Engine(strategy, cfg).start()
+    print(f"running {strategy.name} on {', '.join(symbols)} at {cfg.ws_api}", flush=True)
+    done.wait(args.duration)
+    engine.stop()
+    snap = engine.snapshot()
+    print(f"stopped: {engine.counters['orders_sent']} orders, {engine.counters['fills']} fills, "
+          f"positions {snap.positions}, P&L {snap.equity_change:,.4f}, guard {snap.guard_state}"
+          + (f", strategy error: {snap.last_error}" if snap.last_error else ""), flush=True)
+    return 0
+
+
 # -- entry point ---------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="workbench", description="Jupyter-native workbench for micro-trading")
@@ -484,6 +524,17 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--tick-size", help="price increment of the recording (default: known or inferred)")
     bt.add_argument("--lot-size", help="size increment of the recording (default: known or inferred)")
     bt.set_defaults(func=cmd_backtest, symbol=None)
+
+    ru = sub.add_parser("run", help="run a strategy live on a venue, headless")
+    ru.add_argument("--strategy", required=True, help="a name from `workbench strategies`")
+    ru.add_argument("--venue", required=True,
+                    help="binance | binance-testnet (keys from WORKBENCH_API_KEY/_SECRET) | the keys file of "
+                         "`workbench venue`")
+    ru.add_argument("--symbol", action="append", help="symbol to trade (repeatable; default BTCUSDT)")
+    ru.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a strategy parameter")
+    ru.add_argument("--journal", help="SQLite journal (restores positions and open orders after a crash)")
+    ru.add_argument("--duration", type=float, help="stop after this many seconds (default: until interrupted)")
+    ru.set_defaults(func=cmd_run)
 
     r = sub.add_parser("replay", help="replay a Binance capture and print book and signal statistics")
     r.add_argument("paths", nargs="*", help="capture files (default: the spot BTCUSDT capture in ../shared/data)")
