@@ -446,7 +446,8 @@ def cmd_run(args) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     engine = Engine(strategy, cfg).start()
-    print(f"running {strategy.name} on {', '.join(symbols)} at {cfg.ws_api}", flush=True)
+    print(f"running {strategy.name} on {', '.join(symbols)} at {cfg.ws_api}\ncontrol: {engine.control_url}\n"
+          f"token: {engine.control_token}", flush=True)  # the token, once: what `workbench kill` needs
     done.wait(args.duration)
     engine.stop()
     snap = engine.snapshot()
@@ -454,6 +455,33 @@ def cmd_run(args) -> int:
           f"positions {snap.positions}, P&L {snap.equity_change:,.4f}, guard {snap.guard_state}"
           + (f", strategy error: {snap.last_error}" if snap.last_error else ""), flush=True)
     return 0
+
+
+def cmd_kill(args) -> int:
+    import json
+
+    from websockets.sync.client import connect
+
+    from websockets.exceptions import InvalidStatus, WebSocketException
+
+    try:
+        with connect(args.control, additional_headers={"Authorization": f"Bearer {args.token}"},
+                     open_timeout=10) as ws:
+            ws.send(json.dumps({"id": 1, "cmd": "kill", "params": {"reason": args.reason}}))
+            while True:
+                msg = json.loads(ws.recv(args.timeout))
+                if msg.get("id") == 1:
+                    break
+    except InvalidStatus as exc:
+        raise ConfigError(f"the engine refused the connection (HTTP {exc.response.status_code}): wrong token?") \
+            from None
+    except (OSError, TimeoutError, WebSocketException) as exc:
+        raise ConfigError(f"cannot reach the engine at {args.control}: {type(exc).__name__}: {exc}") from None
+    if not msg.get("ok"):
+        raise ConfigError(f"the engine refused: {msg.get('error')}")
+    print("killed: the venue confirms no open order and flat positions" if msg.get("result") else
+          "kill sent; the venue has not confirmed flat yet (see the engine's snapshot)")
+    return 0 if msg.get("result") else 1
 
 
 # -- entry point ---------------------------------------------------------------------------------------------------
@@ -535,6 +563,13 @@ def build_parser() -> argparse.ArgumentParser:
     ru.add_argument("--journal", help="SQLite journal (restores positions and open orders after a crash)")
     ru.add_argument("--duration", type=float, help="stop after this many seconds (default: until interrupted)")
     ru.set_defaults(func=cmd_run)
+
+    k = sub.add_parser("kill", help="kill a running engine through its control plane")
+    k.add_argument("--control", required=True, help="the control URL `workbench run` printed")
+    k.add_argument("--token", required=True, help="the token `workbench run` printed")
+    k.add_argument("--reason", default="kill from the command line")
+    k.add_argument("--timeout", type=float, default=30.0)
+    k.set_defaults(func=cmd_kill)
 
     r = sub.add_parser("replay", help="replay a Binance capture and print book and signal statistics")
     r.add_argument("paths", nargs="*", help="capture files (default: the spot BTCUSDT capture in ../shared/data)")

@@ -60,6 +60,9 @@ class EngineConfig:
     snapshot_hz: float = 10.0
     guard_tick_ms: int = 50
     flatten_timeout_s: float = 5.0
+    control: bool = True                   # serve the control plane on 127.0.0.1
+    control_port: int = 0                  # 0: a free port
+    control_token: str | None = field(default=None, repr=False)  # None: a new random one
 
     def __post_init__(self) -> None:
         if not self.symbols:
@@ -174,6 +177,7 @@ class Engine:
         self.feed: FeedClient | None = None
         self.executor: Executor | None = None
         self.journal = None
+        self.control = None
         self.env = _LiveEnv(self)
 
     def __repr__(self) -> str:
@@ -285,6 +289,11 @@ class Engine:
                         asyncio.create_task(self._snapshot_loop(), name="engine-snapshots")]
         if self.strategy.timer_ns:
             self._tasks.append(asyncio.create_task(self._timer_loop(), name="engine-timer"))
+        if cfg.control:
+            from workbench.live.control import ControlServer
+
+            self.control = await ControlServer(self._control_commands(), self.snapshot, port=cfg.control_port,
+                                               token=cfg.control_token, snapshot_hz=cfg.snapshot_hz).start()
         self.env.now_ns = time.time_ns()
         self._strategy_call(self.strategy.on_start, self.env)
         self._publish()
@@ -296,6 +305,10 @@ class Engine:
             await asyncio.sleep(0.01)
 
     async def _shutdown(self) -> None:
+        if self._stopping.is_set():
+            return
+        if self.control is not None:
+            await self.control.stop()
         if self._strategy_on:
             self._strategy_call(self.strategy.on_stop, self.env)
         await self.feed.stop()
@@ -485,6 +498,44 @@ class Engine:
         if need:
             self._send(symbol, 1 if need > 0 else -1, OrderType.MARKET, abs(need), 0, TimeInForce.IOC, "guard",
                        "guard")
+
+    # -- the control plane -----------------------------------------------------------------------------------------------
+    @property
+    def control_url(self) -> str | None:
+        return self.control.url if self.control is not None else None
+
+    @property
+    def control_token(self) -> str | None:
+        """The token a control-plane client must present (print it once; it is in no repr or log)."""
+        return self.control.token if self.control is not None else None
+
+    def _control_commands(self) -> dict:
+        async def kill(p):
+            return await self._kill(str(p.get("reason", "kill from the control plane")), "control")
+
+        async def pause(p):
+            await self._set_paused(True)
+
+        async def resume(p):
+            await self._set_paused(False)
+
+        async def flatten(p):
+            await self._flatten()
+
+        async def stop(p):
+            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._shutdown()))
+            return "stopping"
+
+        async def set_params(p):
+            return [{"name": c.name, "old": c.old, "new": c.new} for c in await self._set_params(p)]
+
+        async def snapshot(p):
+            import dataclasses
+
+            return dataclasses.asdict(self._snapshot) if self._snapshot else None
+
+        return {"kill": kill, "pause": pause, "resume": resume, "flatten": flatten, "stop": stop,
+                "set_params": set_params, "snapshot": snapshot}
 
     # -- commands on the loop -------------------------------------------------------------------------------------------
     async def _set_paused(self, on: bool) -> None:
