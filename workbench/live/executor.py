@@ -123,7 +123,7 @@ class Executor:
         while not self._stop:
             reader = None
             try:
-                async with websockets.connect(cfg.ws_api_url, compression=None, max_queue=None,
+                async with websockets.connect(cfg.ws_api_url, compression=None, max_queue=1024,
                                               open_timeout=10) as ws:
                     self._ws = ws
                     reader = asyncio.create_task(self._read(ws))

@@ -94,7 +94,8 @@ class Trade:
 
 
 class _Symbol:
-    __slots__ = ("ins", "book", "sync", "last_update_ns", "last_update_id", "snapshot_task", "spot")
+    __slots__ = ("ins", "book", "sync", "last_update_ns", "last_update_id", "snapshot_task", "spot", "px_memo",
+                 "qty_memo", "pending", "pending_uid")
 
     def __init__(self, ins: Instrument) -> None:
         self.ins = ins
@@ -104,6 +105,10 @@ class _Symbol:
         self.last_update_id = 0
         self.snapshot_task: asyncio.Task | None = None
         self.spot = True  # a diff without "pu": spot's rule (predecessor U - 1)
+        self.px_memo: dict[str, int] = {}
+        self.qty_memo: dict[str, int] = {}
+        self.pending: list[tuple] = []  # accepted diffs not yet in the book (see FeedClient._defer)
+        self.pending_uid = 0
 
 
 class FeedClient:
@@ -131,6 +136,8 @@ class FeedClient:
         self.stats: Counter = Counter()
         self.connected = asyncio.Event()
         self._stop = False
+        self._batching = False
+        self._last_msg = 0.0
         self._ws = None
 
     # -- state for traders ---------------------------------------------------------------------------------------------
@@ -155,7 +162,7 @@ class FeedClient:
         attempts = 0
         while not self._stop:
             try:
-                async with websockets.connect(url, compression=None, max_queue=None, open_timeout=10,
+                async with websockets.connect(url, compression=None, max_queue=4096, open_timeout=10,
                                               ping_interval=20, ping_timeout=60) as ws:
                     self._ws = ws
                     if attempts:
@@ -194,10 +201,35 @@ class FeedClient:
             await ws.close()
 
     async def _read(self, ws) -> None:
+        queued = _queued_frames(ws)
+        watchdog = asyncio.create_task(self._watchdog(ws))
+        self._batching = True
+        try:
+            async for msg in ws:
+                self._last_msg = time.monotonic()
+                self.handle_message(msg)
+                if not queued():  # nothing more waiting: the books take what was read, in one call each
+                    self._flush_all()
+                if self._stop:
+                    break
+        finally:
+            self._batching = False
+            watchdog.cancel()
+            self._flush_all()
+        if not self._stop:
+            raise ConnectionClosed(None, None)  # the venue closed the stream: reconnect
+
+    async def _watchdog(self, ws) -> None:
+        """Close a connection that has said nothing for ``recv_timeout_s`` (a timer per message would cost more
+        than the message)."""
         timeout = self.config.recv_timeout_s
-        while not self._stop:
-            msg = await asyncio.wait_for(ws.recv(), timeout)
-            self.handle_message(msg)
+        self._last_msg = time.monotonic()
+        while True:
+            await asyncio.sleep(min(1.0, timeout / 4))
+            if time.monotonic() - self._last_msg > timeout:
+                self.stats["recv_timeouts"] += 1
+                await ws.close(1011, "no message within the receive timeout")
+                return
 
     # -- messages (sans-I/O: a test can feed them directly) ---------------------------------------------------------------
     def handle_message(self, text: str | bytes) -> None:
@@ -228,10 +260,10 @@ class FeedClient:
         pu = d.get("pu")
         st.spot = pu is None
         prev = first - 1 if pu is None else int(pu)
-        rows = self._rows(st.ins, K_DEPTH, d["b"], d["a"], last, int(d["E"]) * 1_000_000)
+        rows = self._levels(st, d["b"], d["a"], last, int(d["E"]) * 1_000_000)
         was_live = st.sync.in_sync
         for ready in st.sync.on_diff(Diff(first, last, prev, rows)):
-            self._apply(st, ready.payload, ready.last_id)
+            self._defer(st, ready.payload, ready.last_id)
         if st.sync.in_sync and not was_live:
             self.on_status(d["s"], "in_sync", f"u={st.last_update_id}")
         elif st.sync.state == SyncState.AWAIT_SNAPSHOT:
@@ -251,23 +283,70 @@ class FeedClient:
         self.on_trade(t)
 
     @staticmethod
-    def _rows(ins: Instrument, kind: int, bids, asks, uid: int, ts_ns: int) -> np.ndarray:
-        n = len(bids) + len(asks)
-        ev = empty_events(max(n, 1))
-        ev["kind"] = kind
-        ev["ts_exch_ns"] = ev["ts_local_ns"] = ts_ns
-        ev["id"] = uid
-        k = 0
-        for side, levels in ((BID, bids), (ASK, asks)):
+    def _levels(st: "_Symbol", bids, asks, uid: int, ts_ns: int) -> tuple:
+        """One diff or snapshot as ``(ts_ns, uid, n_bids, px_ticks list, qty_lots list)``; prices and sizes converted
+        exactly and remembered by their text (the same few come again and again)."""
+        px_memo, qty_memo, ins = st.px_memo, st.qty_memo, st.ins
+        pxs, qtys = [], []
+        for levels in (bids, asks):
             for px, qty in levels:
-                ev[k]["side"] = side
-                ev[k]["px_ticks"] = ins.px_to_ticks(px)
-                ev[k]["qty_lots"] = ins.qty_to_lots(qty)
-                k += 1
+                t = px_memo.get(px)
+                if t is None:
+                    if len(px_memo) > 100_000:  # bounded: a drifting price must not grow it forever
+                        px_memo.clear()
+                    t = px_memo[px] = ins.px_to_ticks(px)
+                pxs.append(t)
+                q = qty_memo.get(qty)
+                if q is None:
+                    if len(qty_memo) > 100_000:
+                        qty_memo.clear()
+                    q = qty_memo[qty] = ins.qty_to_lots(qty)
+                qtys.append(q)
+        return ts_ns, uid, len(bids), pxs, qtys
+
+    @staticmethod
+    def _rows(kind: int, parts: list[tuple]) -> np.ndarray:
+        """Event rows of several diffs (or one snapshot) in one array: each diff's last row is flagged BATCH_END (a
+        diff without levels keeps one empty row for its id); built column by column, not row by row."""
+        sizes = [max(len(p[3]), 1) for p in parts]
+        ev = empty_events(sum(sizes))
+        ev["kind"] = kind
+        side, px, qty, ts, uid, flags = ([] for _ in range(6))
+        for (t, u, n_b, pxs, qtys), n in zip(parts, sizes):
+            k = len(pxs)
+            side += [BID] * n_b + [ASK] * (k - n_b) if k else [0]
+            px += pxs if k else [0]
+            qty += qtys if k else [0]
+            ts += [t] * n
+            uid += [u] * n
+            flags += [0] * (n - 1) + [F_BATCH_END]
+        ev["side"], ev["px_ticks"], ev["qty_lots"], ev["id"], ev["flags"] = side, px, qty, uid, flags
+        ev["ts_exch_ns"] = ev["ts_local_ns"] = ts
         if kind == K_SNAPSHOT:
-            ev[0]["flags"] |= F_CLEAR
-        ev[-1]["flags"] |= F_BATCH_END
+            ev["flags"][0] |= F_CLEAR
         return ev
+
+    def _defer(self, st: _Symbol, rows: tuple, uid: int) -> None:
+        """Queue an accepted diff for the book. While the connection has more frames waiting, diffs pile up and go
+        into the book in one call when none is left (a call of the book's kernel costs as much as hundreds of
+        levels), then ``on_book`` runs once: under a burst the strategy sees the latest book, not every step."""
+        st.pending.append(rows)
+        st.pending_uid = uid
+        if not self._batching or len(st.pending) >= 512:
+            self._flush(st)
+
+    def _flush_all(self) -> None:
+        for st in self.symbols.values():
+            if st.pending:
+                self._flush(st)
+
+    def _flush(self, st: _Symbol) -> None:
+        if not st.pending:
+            return
+        rows = self._rows(K_DEPTH, st.pending)
+        st.pending = []
+        self.stats["batches"] += 1
+        self._apply(st, rows, st.pending_uid)
 
     def _apply(self, st: _Symbol, rows: np.ndarray, uid: int) -> None:
         st.book.apply(rows)
@@ -279,7 +358,10 @@ class FeedClient:
             self._fetch_snapshot(st.ins.symbol, st)
             return
         st.last_update_ns = self.clock()
-        self.stats["diffs_applied" if rows["kind"][0] == K_DEPTH else "snapshots_applied"] += 1
+        if rows["kind"][0] == K_DEPTH:
+            self.stats["diffs_applied"] += int(np.count_nonzero(rows["flags"] & F_BATCH_END))
+        else:
+            self.stats["snapshots_applied"] += 1
         self.on_book(st.ins.symbol)
 
     # -- snapshots ----------------------------------------------------------------------------------------------------
@@ -304,7 +386,7 @@ class FeedClient:
                     body = await asyncio.to_thread(_get, url)
                     snap = orjson.loads(body)
                     uid = int(snap["lastUpdateId"])
-                    rows = self._rows(st.ins, K_SNAPSHOT, snap["bids"], snap["asks"], uid, self.clock())
+                    rows = self._rows(K_SNAPSHOT, [self._levels(st, snap["bids"], snap["asks"], uid, self.clock())])
                 except (OSError, ValueError, KeyError, TypeError) as exc:
                     self.stats["snapshot_errors"] += 1
                     self.on_status(symbol, "snapshot_error", f"{type(exc).__name__}: {exc}")
@@ -317,14 +399,24 @@ class FeedClient:
                     self.stats["stale_snapshots"] += 1
                     self.on_status(symbol, "stale_snapshot", f"lastUpdateId {uid} is older than the buffered diffs")
                     continue
+                st.pending.clear()  # diffs accepted before the sync was lost: the snapshot supersedes them
                 st.book.clear()
                 self._apply(st, rows, uid)
                 for d in follow:
-                    self._apply(st, d.payload, d.last_id)
+                    self._defer(st, d.payload, d.last_id)
                 if st.sync.in_sync:
                     self.on_status(symbol, "in_sync", f"u={st.last_update_id}")
         finally:
             st.snapshot_task = None
+
+
+def _queued_frames(ws) -> Callable[[], int]:
+    """How many frames the connection holds already read (websockets' receive buffer), or a function saying 0
+    where that is not reachable (the feed then applies each diff at once: correct, only slower under bursts)."""
+    frames = getattr(getattr(ws, "recv_messages", None), "frames", None)
+    if frames is None or not hasattr(frames, "__len__"):
+        return lambda: 0
+    return frames.__len__
 
 
 def _get(url: str) -> bytes:
