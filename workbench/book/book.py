@@ -337,6 +337,30 @@ class L2Book:
         order = np.argsort(-px if side > 0 else px, kind="stable")
         return px[order], qty[order]
 
+    # -- for kernels that apply rows to this book's arrays themselves ----------------------------------------------
+    def overflow_levels(self, side: int) -> tuple[np.ndarray, np.ndarray]:
+        """The levels of one side kept outside the dense window, as (px_ticks, qty_lots), best first."""
+        far = self._far_bid if side > 0 else self._far_ask
+        px = np.fromiter(far.keys(), np.int64, len(far))
+        qty = np.fromiter(far.values(), np.int64, len(far))
+        order = np.argsort(-px if side > 0 else px, kind="stable")
+        return px[order], qty[order]
+
+    def best_overflow(self, side: int) -> tuple[int, int] | None:
+        """The best overflow level of one side, (px_ticks, qty_lots), or None."""
+        far = self._far_bid if side > 0 else self._far_ask
+        if not far:
+            return None
+        px = max(far) if side > 0 else min(far)
+        return px, far[px]
+
+    def clear_overflow(self) -> None:
+        """Drop the overflow levels: a caller that ran :func:`~workbench.book.nb.apply_events_nb` on this book's
+        arrays itself calls it when the kernel applied a CLEAR row (``st[ST_CLEARS]`` moved), as :meth:`apply` does."""
+        self._far_bid.clear()
+        self._far_ask.clear()
+        self.st[nb.ST_HAS_FAR] = 0
+
     @property
     def crossed(self) -> bool:
         return self.top().crossed
