@@ -451,8 +451,9 @@ def test_an_empty_recording_runs_nothing_on_both_paths():
 
 
 # -- kernels against plain-Python references ---------------------------------------------------------------------------
-def _venue_order_reference(ev: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ReplayVenue._load written plainly: classes, running-max release times, sort by (release, class, order)."""
+def _venue_order_reference(ev: np.ndarray) -> tuple[np.ndarray, ...]:
+    """ReplayVenue._load written plainly: classes, running-max release times, sort by (release, class, order); each
+    row's message end, and the last CLEAR book row at or before it."""
     trade_kinds, book_kinds = {3, 9, 10}, {1, 2, 5, 6, 7, 8}
     rows, mx = [], {0: None, 1: None}
     for i, r in enumerate(ev):
@@ -470,11 +471,17 @@ def _venue_order_reference(ev: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
         if int(ev["flags"][idx[p]]) & (F_BATCH_END | 16):
             end = p
         ends.append(end)
-    return np.array(idx, np.int64), np.array([r for r, _, _ in rows], np.int64), np.array(ends[::-1], np.int64)
+    clears, last = [], -1
+    for p, (_, c, i) in enumerate(rows):
+        if c == 1 and int(ev["flags"][i]) & 2:
+            last = p
+        clears.append(last)
+    return (np.array(idx, np.int64), np.array([r for r, _, _ in rows], np.int64), np.array(ends[::-1], np.int64),
+            np.array(clears, np.int64))
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_venue_order_equals_the_reference(seed):
+def test_merged_order_equals_the_reference(seed):
     rng = np.random.default_rng(seed)
     ev = random_market(rng, 300)
     # shuffle the trade stamps a little: trades recorded behind later diffs, and book tickers among them
@@ -483,19 +490,20 @@ def test_venue_order_equals_the_reference(seed):
     extra = ev[rng.choice(len(ev), 30)].copy()
     extra["kind"], extra["flags"] = K_BBO, F_BATCH_END
     ev = np.insert(ev, rng.choice(len(ev), 30), extra)
-    V, ok = nb.venue_order_nb(ev["kind"], ev["ts_exch_ns"], ev["flags"])
-    idx, rel, ends = _venue_order_reference(ev)
-    assert ok
-    np.testing.assert_array_equal(V[0], idx)
-    np.testing.assert_array_equal(V[1], rel)
-    np.testing.assert_array_equal(V[2], ends)
+    V, _, ok, order_level = nb.prepare_nb(ev["kind"], ev["ts_exch_ns"], ev["flags"])
+    idx, rel, ends, clears = _venue_order_reference(ev)
+    assert ok and not order_level
+    np.testing.assert_array_equal(V[nb.V_IX], idx)
+    np.testing.assert_array_equal(V[nb.V_REL], rel)
+    np.testing.assert_array_equal(V[nb.V_END], ends)
+    np.testing.assert_array_equal(V[nb.V_CLEAR], clears)
 
 
-def test_venue_order_flags_a_message_mixing_trades_and_book_rows():
+def test_prepare_flags_a_message_mixing_trades_and_book_rows():
     ev = np.concatenate([BOOK, diff(2000, 101, bids=[(100, 3)])])
     ev = np.insert(ev, len(BOOK), trade(1500, 1, 100, 1, SELL))
     ev["flags"][len(BOOK)] = 0  # a trade that does not end its message, before a diff
-    assert not nb.venue_order_nb(ev["kind"], ev["ts_exch_ns"], ev["flags"])[1]
+    assert not nb.prepare_nb(ev["kind"], ev["ts_exch_ns"], ev["flags"])[2]
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -508,7 +516,7 @@ def test_feed_messages_equal_the_local_feed(seed):
     ev["flags"][-1] = 0  # the recording ends inside a message
     feed = LocalFeed(ev, None)
     keep = np.flatnonzero(~np.isin(ev["kind"], [K_BBO, 11]))
-    msgs = nb.feed_messages_nb(ev["kind"], ev["flags"])
+    msgs = nb.prepare_nb(ev["kind"], ev["ts_exch_ns"], ev["flags"])[1]
     np.testing.assert_array_equal(msgs[0], keep[feed.msg_start])
     np.testing.assert_array_equal(msgs[1], keep[feed.msg_end - 1] + 1)
     np.testing.assert_array_equal(msgs[2], keep[feed.msg_end - 1])

@@ -26,10 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from workbench.book import nb as book_nb
 from workbench.book.book import L2Book
 from workbench.backtest import nb
-from workbench.enums import K_DEPTH, K_ORDER_ADD, K_ORDER_EXEC, K_TRADE
+from workbench.enums import K_DEPTH, K_TRADE
 from workbench.venue.api import FeeSchedule, OrderType, SymbolSpec, TimeInForce
 from workbench.venue.latency import ConstantLatency
 from workbench.venue.queue import ConservativeQueue, NoQueue, ProbabilisticQueue
@@ -72,15 +71,14 @@ class FastMarket:
     def build(cls, events: np.ndarray, spec: SymbolSpec, config, queue, fees: FeeSchedule, local_book: L2Book,
               book_max_levels: int, big_balance: int) -> tuple["FastMarket | None", str | None]:
         kind = events["kind"]
-        if np.count_nonzero((kind >= K_ORDER_ADD) & (kind <= K_ORDER_EXEC)):
+        V, msgs, ok, order_level = nb.prepare_nb(kind, events["ts_exch_ns"], events["flags"])
+        if order_level:
             return None, "the recording holds order-level rows (the fast path replays absolute book rows)"
-        V, ok = nb.venue_order_nb(kind, events["ts_exch_ns"], events["flags"])
         if not ok:
             return None, "a message of the recording mixes trades and book rows"
         self = object.__new__(cls)
         self.ev = events
         self.V = V
-        msgs = nb.feed_messages_nb(kind, events["flags"])
         last = msgs[2]
         # arrival of each feed message, as LocalFeed computes it (the same draws, in the same order)
         if config.feed_from_recording:
@@ -99,9 +97,8 @@ class FastMarket:
         self.n_messages = len(last)
         self.xbook = L2Book(max_levels=book_max_levels)
         self.lbook = local_book
-        self._clears = [int(self.xbook.st[book_nb.ST_CLEARS]), int(local_book.st[book_nb.ST_CLEARS])]
-        self._far_seen = [self.xbook.far_levels, local_book.far_levels]
         S = self.S = np.zeros(nb.S_SIZE, np.int64)
+        S[nb.S_MAX_LEVELS] = book_max_levels
         S[nb.S_NEXT_OID] = 1
         S[nb.S_NEXT_FILL_ID] = 1
         S[nb.S_RESP_LAST] = -(2**63)
@@ -133,8 +130,8 @@ class FastMarket:
         self.EQ = np.zeros((256, 4), np.int64)
         self.RQ = np.zeros((4096, nb.R_W), np.int64)
         self.LOG = np.zeros((512, nb.L_W), np.int64)
-        self.FARP = np.zeros((4, 64), np.int64)
-        self.FARQ = np.zeros((4, 64), np.int64)
+        self.FAR = np.zeros((2, 4, 1024), np.int64)
+        self.FLOG = np.zeros((4096, 4), np.int64)
         self.coids: list[str] = []
         self.n_pushed = 0
         self._entry_last = -(2**63)
@@ -186,20 +183,26 @@ class FastMarket:
 
     # -- running -----------------------------------------------------------------------------------------------------
     def run(self) -> int:
+        """One call of the kernel; the books' facades then hold what it did to the overflow levels."""
         x, lb = self.xbook, self.lbook
         S = self.S
-        if S[nb.S_RQ_HEAD] == S[nb.S_RQ_TAIL]:
-            S[nb.S_RQ_HEAD] = S[nb.S_RQ_TAIL] = 0
-        code = nb.run_nb(self.ev, self.V, self.FD, x.bid, x.ask, x.st, lb.bid, lb.ask, lb.st, self.FARP, self.FARQ,
+        code = nb.run_nb(self.ev, self.V, self.FD, x.bid, x.ask, x.st, lb.bid, lb.ask, lb.st, self.FAR, self.FLOG,
                          S, self.P, self.ORD, self.ORDF, self.LV, self.RS, self.TK, self.EQ, self.RQ, self.LOG,
                          self.WK)
-        # a CLEAR row the kernel applied empties a book's overflow levels (the facade's dicts) too
-        for b, book in ((0, x), (1, lb)):
-            c = int(book.st[book_nb.ST_CLEARS])
-            if c != self._clears[b]:
-                book.clear_overflow()
-                self._clears[b] = c
-        return int(code)
+        if S[nb.S_FLOG_N]:
+            self._sync_overflow()
+        return code
+
+    def _sync_overflow(self) -> None:
+        """Replay the kernel's changes of overflow levels into the books' facades, in order."""
+        S = self.S
+        books = (self.xbook, self.xbook, self.lbook, self.lbook)
+        for row, px, qty, clear in self.FLOG[:int(S[nb.S_FLOG_N])].tolist():
+            if clear:
+                books[row].clear_overflow()
+            else:
+                books[row].set_overflow(1 if row % 2 == 0 else -1, px, qty)
+        S[nb.S_FLOG_N] = 0
 
     def resolve(self, code: int) -> None:
         """Do what a RUN_NEED_* status asks, so that the next call goes on."""
@@ -208,39 +211,24 @@ class FastMarket:
             b = int(S[nb.S_NB_BOOK])
             book = self.xbook if b == 0 else self.lbook
             book.apply(self.ev[:int(S[nb.S_NB_END])], int(S[nb.S_NB_START]))
-            self._clears[b] = int(book.st[book_nb.ST_CLEARS])
-            if b == 0:
-                S[nb.S_XFAR_DIRTY] = 1
-            else:
-                self._refresh_local_far()
-        elif code == nb.RUN_NEED_FAR:
-            self._refresh_exchange_far()
+            self._load_overflow(b, book)
         elif code == nb.RUN_NEED_SPACE:
             self._make_space()
+        if S[nb.S_RQ_HEAD] == S[nb.S_RQ_TAIL]:
+            S[nb.S_RQ_HEAD] = S[nb.S_RQ_TAIL] = 0
 
-    def _refresh_local_far(self) -> None:
-        for side, row in ((1, 2), (-1, 3)):
-            best = self.lbook.best_overflow(side)
-            if best is None:
-                self.S[nb.S_FAR_N + row] = 0
-            else:
-                self.FARP[row, 0], self.FARQ[row, 0] = best
-                self.S[nb.S_FAR_N + row] = 1
-
-    def _refresh_exchange_far(self) -> None:
-        for side, row in ((1, 0), (-1, 1)):
-            px, qty = self.xbook.overflow_levels(side)
+    def _load_overflow(self, b: int, book: L2Book) -> None:
+        """The facade moved the book's window or kept levels outside it: the kernel's arrays take its levels."""
+        for side, row in ((1, 2 * b), (-1, 2 * b + 1)):
+            px, qty = book.overflow_levels(side)
             n = len(px)
-            if n > self.FARP.shape[1]:
-                grow = max(2 * self.FARP.shape[1], n)
-                for name in ("FARP", "FARQ"):
-                    a = np.zeros((4, grow), np.int64)
-                    a[:, :self.FARP.shape[1]] = getattr(self, name)
-                    setattr(self, name, a)
-            self.FARP[row, :n] = px
-            self.FARQ[row, :n] = qty
+            if n + 64 > self.FAR.shape[2]:  # room for the kernel to keep levels there too
+                far = np.zeros((2, 4, max(2 * self.FAR.shape[2], 2 * n)), np.int64)
+                far[:, :, :self.FAR.shape[2]] = self.FAR
+                self.FAR = far
+            self.FAR[0, row, :n] = px
+            self.FAR[1, row, :n] = qty
             self.S[nb.S_FAR_N + row] = n
-        self.S[nb.S_XFAR_DIRTY] = 0
 
     def _make_space(self) -> None:
         S = self.S

@@ -14,7 +14,7 @@ depth after the update, the local mid when an answer arrives), and Python replay
 :mod:`workbench.backtest.fast` for the driver.
 
 The exchange is ReplayVenue's rules exactly (see its module docstring): trades and book diffs merged by release time
-with trades first (:func:`venue_order_nb`), users' orders resting behind the displayed size with the queue models of
+with trades first (:func:`prepare_nb`), users' orders resting behind the displayed size with the queue models of
 :mod:`workbench.venue.queue` (:func:`queue_join_nb`, :func:`queue_trade_nb`, :func:`queue_level_nb`, the same
 formulas), fills by a trade at the price past the queue ahead, by a trade through the price, by the opposite side
 quoted at or through the price, taking at replayed prices with what users took withheld until the level next
@@ -24,11 +24,13 @@ recording must hold absolute book rows only (SNAPSHOT, DEPTH: Binance captures, 
 order-level rows (LOBSTER) take the Python path.
 
 Books are :class:`~workbench.book.L2Book` arrays updated by :func:`workbench.book.nb.apply_events_nb`. A row outside
-a book's dense window needs the book's Python facade (overflow levels, moving the window): the kernel then returns
-``RUN_NEED_BOOK`` with the rows left to apply, the driver applies them with :meth:`L2Book.apply` and calls again,
-and the kernel goes on where it stopped (every step that can stop is resumable; ``S[S_PEND]`` says which). The
-exchange book is brought up to date lazily, only before something reads it (an order reaching the exchange, the
-queue estimates after a snapshot): nothing else of the exchange depends on it.
+a book's dense window is what the facade's ``_run`` does with it: kept as an overflow level (in the kernel's own
+sorted arrays ``FAR``, each change logged in ``FLOG`` so that the driver keeps the facade's maps the same), or, when
+the window must move, handed to the facade: the kernel returns ``RUN_NEED_BOOK`` with the rows left to apply, the
+driver applies them with :meth:`L2Book.apply` and calls again, and the kernel goes on where it stopped (every step
+that can stop is resumable; ``S[S_PEND]`` says which). The exchange book is brought up to date lazily, only before
+something reads it (an order reaching the exchange, the queue estimates after a snapshot): nothing else of the
+exchange depends on it.
 
 Conventions: integers are ticks, lots, notional units (tick x lot) and ns; ``NONE`` (int64 min) stands for None.
 State lives in arrays the driver owns (layouts below); the kernel never allocates per event.
@@ -58,7 +60,7 @@ from workbench.enums import (
 )
 
 __all__ = [
-    "venue_order_nb", "feed_messages_nb", "queue_join_nb", "queue_trade_nb", "queue_level_nb", "prob_behind_nb",
+    "prepare_nb", "queue_join_nb", "queue_trade_nb", "queue_level_nb", "prob_behind_nb",
     "commission_nb", "run_nb",
 ]
 
@@ -84,7 +86,6 @@ RUN_DONE = 0        # nothing left: the loop of the engine ended
 RUN_PYTHON = 1      # the log ends with something Python must act on before the kernel goes on
 RUN_NEED_BOOK = 2   # apply rows S[S_NB_START]..S[S_NB_END] (exclusive) to book S[S_NB_BOOK] (0 exchange, 1 local)
 RUN_NEED_SPACE = 3  # a buffer is full: the driver drains the log, compacts the answer queue, grows S[S_NEED_*]
-RUN_NEED_FAR = 4    # the exchange book's overflow levels (FARP/FARQ rows 0, 1) must be refreshed
 
 # entry-link kinds (the driver pushes them)
 EX_PLACE, EX_CANCEL = 0, 1
@@ -136,9 +137,9 @@ S_SUB_B = 38
 S_NB_BOOK = 39
 S_NB_START = 40
 S_NB_END = 41
-S_FAR_N = 42          # 42..45: overflow levels held in FARP/FARQ rows 0 (exchange bids), 1 (exchange asks),
+S_FAR_N = 42          # 42..45: overflow levels held in FAR rows 0 (exchange bids), 1 (exchange asks),
                       # 2 (local bids), 3 (local asks)
-S_XFAR_DIRTY = 46     # the exchange rows of FARP/FARQ are out of date
+S_FLOG_N = 46         # changes of overflow levels logged for the facades
 S_STOP_AT_BOOK = 47
 S_STOP_AT_ANSWER = 48
 S_STOP_ONCE = 49      # return after the next logged book update or answer
@@ -156,7 +157,8 @@ S_QUOTE_LOCK = 60
 S_NEED_RQ = 61        # RUN_NEED_SPACE: free answer slots needed
 S_NEED_TK = 62        # ... taken-level slots needed
 S_NEED_WK = 63        # ... walk slots needed
-S_SIZE = 64
+S_MAX_LEVELS = 64     # the books' widest dense window (L2Book.max_levels)
+S_SIZE = 72
 
 PEND_ADVANCE, PEND_FEED = 1, 2
 ACT_NONE, ACT_EXSTEP = 0, 1
@@ -178,6 +180,9 @@ F_AHEAD, F_TRADED = 0, 1
 R_DUE, R_SEQ, R_KIND, R_SLOT, R_STATUS, R_FILLED, R_QUOTE, R_OID = 0, 1, 2, 3, 4, 5, 6, 7
 R_HAS_FILL, R_F_SIDE, R_F_PX, R_F_QTY, R_F_COMM, R_F_MAKER, R_F_TS, R_REJ = 8, 9, 10, 11, 12, 13, 14, 15
 R_W = 16
+# FAR: int64[2, 4, k] overflow levels, prices [0] and sizes [1], best first, rows as S_FAR_N says
+# FLOG: int64[k, 4] what the kernel did to overflow levels, in order: (row, px, qty, 0) set (qty 0 deletes),
+#   (row of the book's bids, 0, 0, 1) a CLEAR emptied them
 # LOG rows: type, t, then
 #   LG_BOOK: has bid, bid px, has ask, ask px, bid depth, ask depth (local book, BOOK_LEVELS levels)
 #   LG_ANSWER: RQ columns R_KIND..R_REJ at 2..15, then the local top: has bid, bid px, has ask, ask px (16..19)
@@ -185,6 +190,7 @@ R_W = 16
 L_TYPE, L_T = 0, 1
 L_W = 20
 BOOK_LEVELS = 10
+V_IX, V_REL, V_END, V_CLEAR = 0, 1, 2, 3
 
 
 # =====================================================================================================================
@@ -200,115 +206,109 @@ def _row_class(k):
 
 
 @njit(cache=True)
-def venue_order_nb(kind, ts_exch_ns, flags):
-    """The order in which :class:`~workbench.venue.replay.ReplayVenue` replays a recording given as one chunk.
+def prepare_nb(kind, ts_exch_ns, flags):
+    """Everything the kernel reads of a recording besides its rows, in one pass over them (the rows are 64 bytes
+    each: passes over them, not arithmetic, are what this costs).
 
-    Rows of the trade class (TRADE, ORDER_EXEC_HIDDEN, CROSS_TRADE) and the book class (SNAPSHOT, DEPTH, ORDER_*)
-    get a release time, the running maximum of exchange times within the class; both are merged by (release time,
-    trades first, recorded order). Other rows are left out.
+    Returns ``(V, F, ok, order_level)``:
 
-    Returns ``(V, ok)``: ``V`` int64[4, m] holds per position of the merged order the row's index in the recording,
-    its release time, the position of the last row of its message (the next row flagged BATCH_END or GAP; -1: the
-    recording ends inside it) and its class; ``ok`` is False when a message mixes the two classes (then the fast
-    path does not apply).
+    - ``V`` int64[4, m], the order in which :class:`~workbench.venue.replay.ReplayVenue` replays the recording given
+      as one chunk. Rows of the trade class (TRADE, ORDER_EXEC_HIDDEN, CROSS_TRADE) and the book class (SNAPSHOT,
+      DEPTH, ORDER_*) get a release time, the running maximum of exchange times within the class, and are merged by
+      (release time, trades first, recorded order); other rows are left out. Per position: the row's index in the
+      recording (``V_IX``), its release time (``V_REL``), the position of the last row of its message (``V_END``:
+      the next row flagged BATCH_END or GAP; -1: the recording ends inside it) and the position of the last book
+      row flagged CLEAR at or before it (``V_CLEAR``, -1 if none).
+    - ``F`` int64[3, k], the local feed's messages (:class:`~workbench.backtest.feed.LocalFeed`): rows other than
+      BBO and STATUS up to each row flagged BATCH_END or GAP (the last row ends one too); per message the index of
+      its first row, one past its last row, and its last row.
+    - ``ok``: False when a venue message mixes the two classes; ``order_level``: the recording holds order-level
+      (LOBSTER) rows. Either means the fast path does not apply.
     """
     n = kind.shape[0]
-    n_tr = 0
-    n_bk = 0
+    cls = np.empty(n, np.int8)
+    fstart = np.empty(n, np.int64)  # over-allocated: only the pages written are touched
+    fend = np.empty(n, np.int64)
+    m = 0
+    n_msg = 0
+    start = -1
+    last = -1
+    order_level = False
     for i in range(n):
-        c = _row_class(kind[i])
-        if c == CLS_TRADE:
-            n_tr += 1
-        elif c == CLS_BOOK:
-            n_bk += 1
-    tix = np.empty(n_tr, np.int64)
-    trel = np.empty(n_tr, np.int64)
-    bix = np.empty(n_bk, np.int64)
-    brel = np.empty(n_bk, np.int64)
+        k = kind[i]
+        c = _row_class(k)
+        cls[i] = c
+        if c != CLS_NONE:
+            m += 1
+            if k >= K_ORDER_ADD and k <= K_ORDER_EXEC:
+                order_level = True
+        if k != K_BBO and k != K_STATUS:
+            if start < 0:
+                start = i
+            last = i
+            if flags[i] & (F_BATCH_END | F_GAP):
+                fstart[n_msg] = start
+                fend[n_msg] = i
+                n_msg += 1
+                start = -1
+    if start >= 0:
+        fstart[n_msg] = start
+        fend[n_msg] = last
+        n_msg += 1
+    F = np.empty((3, n_msg), np.int64)
+    for k in range(n_msg):
+        F[0, k] = fstart[k]
+        F[1, k] = fend[k] + 1
+        F[2, k] = fend[k]
+    # merge the two classes as they come: the next row of each, its release time the running maximum of its class
+    V = np.empty((4, m), np.int64)
+    is_end = np.empty(m, np.int8)
+    a = 0
+    b = 0
+    while a < n and cls[a] != CLS_TRADE:
+        a += 1
+    while b < n and cls[b] != CLS_BOOK:
+        b += 1
     mt = NONE
     mb = NONE
-    a = 0
-    b = 0
-    for i in range(n):
-        c = _row_class(kind[i])
-        if c == CLS_TRADE:
-            t = ts_exch_ns[i]
-            if t > mt:
-                mt = t
-            tix[a] = i
-            trel[a] = mt
-            a += 1
-        elif c == CLS_BOOK:
-            t = ts_exch_ns[i]
-            if t > mb:
-                mb = t
-            bix[b] = i
-            brel[b] = mb
-            b += 1
-    m = n_tr + n_bk
-    V = np.empty((4, m), np.int64)
-    a = 0
-    b = 0
+    last_clear = -1
     for p in range(m):
-        if b >= n_bk or (a < n_tr and trel[a] <= brel[b]):
-            V[0, p] = tix[a]
-            V[1, p] = trel[a]
-            V[3, p] = CLS_TRADE
+        rt = max(mt, ts_exch_ns[a]) if a < n else NONE
+        rb = max(mb, ts_exch_ns[b]) if b < n else NONE
+        if b >= n or (a < n and rt <= rb):
+            r = a
+            V[V_REL, p] = rt
+            mt = rt
             a += 1
+            while a < n and cls[a] != CLS_TRADE:
+                a += 1
         else:
-            V[0, p] = bix[b]
-            V[1, p] = brel[b]
-            V[3, p] = CLS_BOOK
+            r = b
+            V[V_REL, p] = rb
+            mb = rb
+            if flags[b] & F_CLEAR:
+                last_clear = p
             b += 1
+            while b < n and cls[b] != CLS_BOOK:
+                b += 1
+        V[V_IX, p] = r
+        V[V_CLEAR, p] = last_clear
+        is_end[p] = 1 if flags[r] & (F_BATCH_END | F_GAP) else 0
     nxt = -1
     for p in range(m - 1, -1, -1):
-        if flags[V[0, p]] & (F_BATCH_END | F_GAP):
+        if is_end[p]:
             nxt = p
-        V[2, p] = nxt
+        V[V_END, p] = nxt
     ok = True
     p = 0
     while p < m:
-        e = V[2, p] if V[2, p] >= 0 else m - 1
+        e = V[V_END, p] if V[V_END, p] >= 0 else m - 1
+        c = cls[V[V_IX, p]]
         for q in range(p + 1, e + 1):
-            if V[3, q] != V[3, p]:
+            if cls[V[V_IX, q]] != c:
                 ok = False
         p = e + 1
-    return V, ok
-
-
-@njit(cache=True)
-def feed_messages_nb(kind, flags):
-    """The local feed's messages (:class:`~workbench.backtest.feed.LocalFeed`): rows other than BBO and STATUS, up to
-    each row flagged BATCH_END or GAP (the last row ends a message too). Returns int64[3, k]: per message the index
-    of its first row, one past its last row, and its last row (all indices into the recording)."""
-    n = kind.shape[0]
-    n_msg = 0
-    last = -1
-    for i in range(n):
-        k = kind[i]
-        if k == K_BBO or k == K_STATUS:
-            continue
-        last = i
-        if flags[i] & (F_BATCH_END | F_GAP):
-            n_msg += 1
-    if last >= 0 and not (flags[last] & (F_BATCH_END | F_GAP)):
-        n_msg += 1
-    out = np.empty((3, n_msg), np.int64)
-    m = 0
-    start = -1
-    for i in range(n):
-        k = kind[i]
-        if k == K_BBO or k == K_STATUS:
-            continue
-        if start < 0:
-            start = i
-        if (flags[i] & (F_BATCH_END | F_GAP)) or i == last:
-            out[0, m] = start
-            out[1, m] = i + 1
-            out[2, m] = i
-            m += 1
-            start = -1
-    return out
+    return V, F, ok, order_level
 
 
 # =====================================================================================================================
@@ -379,23 +379,124 @@ def commission_nb(px_ticks, qty_lots, fee_ppm):
 # books
 # =====================================================================================================================
 @njit(cache=True)
-def _apply(ev, lo, hi, bid, ask, st, S, far_row, no_ix, no_lv):
-    """Apply rows ``lo..hi-1`` of the recording to a book; -1 when done, else the row the facade must take."""
-    if hi <= lo:
+def _far_set(FAR, FLOG, S, r, px, qty):
+    """L2Book._far_apply for an absolute row: set overflow level ``px`` of row ``r`` (0 deletes it), keep the row
+    sorted best first, log the change. Returns 1 (changed), 0 (deleting a level that is not there), -1 (no room)."""
+    n = S[S_FAR_N + r]
+    bids = r % 2 == 0
+    lo = 0
+    hi = n
+    while lo < hi:  # the first index not better than px
+        mid = (lo + hi) >> 1
+        v = FAR[0, r, mid]
+        if (v > px) if bids else (v < px):
+            lo = mid + 1
+        else:
+            hi = mid
+    present = lo < n and FAR[0, r, lo] == px
+    if qty == 0 and not present:
+        return 0
+    if S[S_FLOG_N] >= FLOG.shape[0] or (not present and n >= FAR.shape[2]):
         return -1
-    clears = st[book_nb.ST_CLEARS]
-    status, i = book_nb.apply_events_nb(ev["kind"][:hi], ev["side"][:hi], ev["px_ticks"][:hi], ev["qty_lots"][:hi],
-                                        ev["flags"][:hi], lo, bid, ask, st, False, no_ix, no_lv)
-    if st[book_nb.ST_CLEARS] != clears:  # the facade drops its overflow levels when it sees the count move
-        S[S_FAR_N + far_row] = 0
-        S[S_FAR_N + far_row + 1] = 0
-    if status == book_nb.STATUS_OUT_OF_RANGE:
-        return i
+    if qty == 0:
+        for k in range(lo, n - 1):
+            FAR[0, r, k] = FAR[0, r, k + 1]
+            FAR[1, r, k] = FAR[1, r, k + 1]
+        S[S_FAR_N + r] = n - 1
+    elif present:
+        FAR[1, r, lo] = qty
+    else:
+        for k in range(n, lo, -1):
+            FAR[0, r, k] = FAR[0, r, k - 1]
+            FAR[1, r, k] = FAR[1, r, k - 1]
+        FAR[0, r, lo] = px
+        FAR[1, r, lo] = qty
+        S[S_FAR_N + r] = n + 1
+    L = S[S_FLOG_N]
+    FLOG[L, 0] = r
+    FLOG[L, 1] = px
+    FLOG[L, 2] = qty
+    FLOG[L, 3] = 0
+    S[S_FLOG_N] = L + 1
+    return 1
+
+
+@njit(cache=True)
+def _apply_rows(ev, lo, hi, bid, ask, st, FAR, FLOG, S, r0, no_ix, no_lv):
+    """Apply rows ``lo..hi-1`` of the recording to a book as :meth:`L2Book.apply` does (``r0``: the book's first
+    FAR row). A row outside the window is kept as an overflow level when the facade would keep it so; -1 when all
+    rows are applied, else the row the facade must take from (the window moves; or a buffer is full)."""
+    kind = ev["kind"][:hi]
+    side = ev["side"][:hi]
+    pxa = ev["px_ticks"][:hi]
+    qtya = ev["qty_lots"][:hi]
+    flags = ev["flags"][:hi]
+    max_levels = S[S_MAX_LEVELS]
+    i = lo
+    while i < hi:
+        if S[S_FLOG_N] >= FLOG.shape[0]:
+            return i
+        clears = st[book_nb.ST_CLEARS]
+        status, j = book_nb.apply_events_nb(kind, side, pxa, qtya, flags, i, bid, ask, st, False, no_ix, no_lv)
+        if st[book_nb.ST_CLEARS] != clears:  # the facade drops its overflow levels when it sees the count move
+            S[S_FAR_N + r0] = 0
+            S[S_FAR_N + r0 + 1] = 0
+            L = S[S_FLOG_N]
+            FLOG[L, 0] = r0
+            FLOG[L, 1] = 0
+            FLOG[L, 2] = 0
+            FLOG[L, 3] = 1
+            S[S_FLOG_N] = L + 1
+        if status != book_nb.STATUS_OUT_OF_RANGE:
+            return -1
+        k = kind[j]
+        s = np.int64(side[j])
+        p = pxa[j]
+        q = qtya[j]
+        f = flags[j]
+        if f & F_CLEAR or not (k == K_DEPTH or k == K_SNAPSHOT):
+            return j
+        # L2Book._run: a row that adds size goes to the overflow levels when it is deep (more than half a window
+        # behind the touch) or behind the touch where the window cannot grow; any other row outside the window
+        # that adds size moves the window (the facade's business)
+        if q > 0:
+            bb = st[book_nb.ST_BEST_BID]
+            ba = st[book_nb.ST_BEST_ASK]
+            base = st[book_nb.ST_BASE]
+            has_ref = True
+            if bb >= 0 and ba >= 0:
+                ref = base + (bb + ba) // 2
+            elif bb >= 0 or ba >= 0:
+                ref = base + max(bb, ba)
+            else:
+                has_ref = False
+                ref = 0
+            half = max_levels // 2 - 1
+            deep = has_ref and (p < ref - half if s > 0 else p > ref + half)
+            behind = has_ref and (p < ref if s > 0 else p > ref)
+            cap = bid.shape[0]
+            grows = max(base + cap - 1, p) - min(base, p) + 1 <= max_levels
+            if not (deep or (behind and not grows)):
+                return j
+        rr = r0 if s > 0 else r0 + 1
+        if _far_set(FAR, FLOG, S, rr, p, q) < 0:
+            return j
+        if S[S_FAR_N + r0] + S[S_FAR_N + r0 + 1] > 0:
+            st[book_nb.ST_HAS_FAR] = 1
+        else:
+            st[book_nb.ST_HAS_FAR] = 0
+        # L2Book._skip_one: the row's flags still apply (the batch-end check of a crossed book)
+        if f & F_BATCH_END:
+            bb = st[book_nb.ST_BEST_BID]
+            ba = st[book_nb.ST_BEST_ASK]
+            if bb >= 0 and ba >= 0 and bb >= ba:
+                st[book_nb.ST_CROSSED] += 1
+        i = j + 1
     return -1
 
 
 @njit(cache=True)
-def _top(bid, ask, st, FARP, S, far_row):
+def _top(bid, ask, st, FAR, S, far_row):
     """:meth:`L2Book.top` prices: (has bid, bid px, has ask, ask px), overflow levels included."""
     if bid.shape[0] == 0:
         return 0, 0, 0, 0
@@ -407,12 +508,12 @@ def _top(bid, ask, st, FARP, S, far_row):
     ha = 1 if ba >= 0 else 0
     apx = base + ba
     if S[S_FAR_N + far_row] > 0:
-        fp = FARP[far_row, 0]
+        fp = FAR[0, far_row, 0]
         if hb == 0 or fp > bpx:
             hb = 1
             bpx = fp
     if S[S_FAR_N + far_row + 1] > 0:
-        fp = FARP[far_row + 1, 0]
+        fp = FAR[0, far_row + 1, 0]
         if ha == 0 or fp < apx:
             ha = 1
             apx = fp
@@ -447,14 +548,14 @@ def _depth(bid, ask, st):
 
 
 @njit(cache=True)
-def _ensure_exch(ev, xbid, xask, xst, S, no_ix, no_lv):
+def _ensure_exch(ev, xbid, xask, xst, FAR, FLOG, S, no_ix, no_lv):
     """Bring the exchange book up to every book row the venue has processed."""
     hi = S[S_EXB_TARGET]
     lo = S[S_EXB]
     if lo >= hi:
         return 0
     S[S_EXB] = hi
-    r = _apply(ev, lo, hi, xbid, xask, xst, S, 0, no_ix, no_lv)
+    r = _apply_rows(ev, lo, hi, xbid, xask, xst, FAR, FLOG, S, 0, no_ix, no_lv)
     if r >= 0:
         S[S_NB_BOOK] = 0
         S[S_NB_START] = r
@@ -464,7 +565,7 @@ def _ensure_exch(ev, xbid, xask, xst, S, no_ix, no_lv):
 
 
 @njit(cache=True)
-def _level_qty(xbid, xask, xst, FARP, FARQ, S, side, px):
+def _level_qty(xbid, xask, xst, FAR, S, side, px):
     """ReplayVenue._level_qty: the exchange book's size at a price (window or overflow)."""
     arr = xbid if side > 0 else xask
     i = px - xst[book_nb.ST_BASE]
@@ -472,15 +573,9 @@ def _level_qty(xbid, xask, xst, FARP, FARQ, S, side, px):
         return arr[i]
     r = 0 if side > 0 else 1
     for k in range(S[S_FAR_N + r]):
-        if FARP[r, k] == px:
-            return FARQ[r, k]
+        if FAR[0, r, k] == px:
+            return FAR[1, r, k]
     return 0
-
-
-@njit(cache=True)
-def _outside_window(xst, xbid, px):
-    i = px - xst[book_nb.ST_BASE]
-    return i < 0 or i >= xbid.shape[0]
 
 
 # =====================================================================================================================
@@ -755,7 +850,7 @@ def _on_trade(S, ORD, ORDF, LV, RS, RQ, WK, aggressor, px, qty, ts, queue):
 
 
 @njit(cache=True)
-def _after_snapshot(S, P, ORD, ORDF, LV, RS, RQ, WK, xbid, xask, xst, FARP, FARQ, ts):
+def _after_snapshot(S, P, ORD, ORDF, LV, RS, RQ, WK, xbid, xask, xst, FAR, ts):
     """The book is known again: each users' level learns its size (0 if the snapshot does not have it)."""
     S[S_CLEAR_PENDING] = 0
     n = S[S_N_LV]
@@ -766,12 +861,12 @@ def _after_snapshot(S, P, ORD, ORDF, LV, RS, RQ, WK, xbid, xask, xst, FARP, FARQ
         side = WK[4, k]
         px = WK[5, k]
         if _find_level(LV, S[S_N_LV], side, px) >= 0:
-            _on_level(S, P, ORD, ORDF, LV, RS, RQ, WK, side, px, _level_qty(xbid, xask, xst, FARP, FARQ, S, side, px),
+            _on_level(S, P, ORD, ORDF, LV, RS, RQ, WK, side, px, _level_qty(xbid, xask, xst, FAR, S, side, px),
                       ts)
 
 
 @njit(cache=True)
-def _rest(S, ORD, ORDF, LV, RS, TK, xbid, xask, xst, FARP, FARQ, o):
+def _rest(S, ORD, ORDF, LV, RS, TK, xbid, xask, xst, FAR, o):
     side = ORD[o, O_SIDE]
     px = ORD[o, O_PX]
     nl = S[S_N_LV]
@@ -780,7 +875,7 @@ def _rest(S, ORD, ORDF, LV, RS, TK, xbid, xask, xst, FARP, FARQ, o):
         li = nl
         LV[li, 0] = side
         LV[li, 1] = px
-        LV[li, 2] = _level_qty(xbid, xask, xst, FARP, FARQ, S, side, px)
+        LV[li, 2] = _level_qty(xbid, xask, xst, FAR, S, side, px)
         S[S_N_LV] = nl + 1
         k = S_BEST_BID if side > 0 else S_BEST_ASK
         best = S[k]
@@ -796,7 +891,7 @@ def _rest(S, ORD, ORDF, LV, RS, TK, xbid, xask, xst, FARP, FARQ, o):
 
 
 @njit(cache=True)
-def _walk(S, TK, WK, xbid, xask, xst, FARP, FARQ, side, has_limit, limit, qty):
+def _walk(S, TK, WK, xbid, xask, xst, FAR, side, has_limit, limit, qty):
     """ReplayVenue._walk: the opposite levels an order could take, best first, less what users took there, until
     ``qty`` lots (prices and lots in WK rows 0 and 1). Returns (count, total, needed): ``needed`` > 0 means the walk
     buffer is too small. Levels are read as ReplayVenue._side_top reads them: the window's best n (16, 64, ...), or
@@ -810,8 +905,6 @@ def _walk(S, TK, WK, xbid, xask, xst, FARP, FARQ, side, has_limit, limit, qty):
     n = 16
     while True:
         merged = w < n and xst[book_nb.ST_HAS_FAR] != 0
-        if merged and S[S_XFAR_DIRTY] != 0:
-            return 0, 0, -1  # the overflow levels must be refreshed first
         count = 0
         total = 0
         seen = 0
@@ -834,13 +927,13 @@ def _walk(S, TK, WK, xbid, xask, xst, FARP, FARQ, side, has_limit, limit, qty):
             has_f = merged and fi < nfar
             if not has_w and not has_f:
                 break
-            if has_w and (not has_f or (wp > FARP[fr, fi] if opp > 0 else wp < FARP[fr, fi])):
+            if has_w and (not has_f or (wp > FAR[0, fr, fi] if opp > 0 else wp < FAR[0, fr, fi])):
                 p = wp
                 lots = xbid[jj] if opp > 0 else xask[jj]
                 jj += -1 if opp > 0 else 1
             else:
-                p = FARP[fr, fi]
-                lots = FARQ[fr, fi]
+                p = FAR[0, fr, fi]
+                lots = FAR[1, fr, fi]
                 fi += 1
             seen += 1
             if has_limit and (p > limit if side > 0 else p < limit):
@@ -862,10 +955,10 @@ def _walk(S, TK, WK, xbid, xask, xst, FARP, FARQ, side, has_limit, limit, qty):
 
 
 @njit(cache=True)
-def _place(S, ORD, ORDF, LV, RS, TK, RQ, WK, xbid, xask, xst, FARP, FARQ, o, t):
+def _place(S, ORD, ORDF, LV, RS, TK, RQ, WK, xbid, xask, xst, FAR, o, t):
     """ReplayVenue.place for an order that reached the exchange at ``t`` (the venue already advanced to it).
 
-    Returns 0, or RUN_NEED_SPACE / RUN_NEED_FAR before anything happened (the caller calls it again)."""
+    Returns 0, or RUN_NEED_SPACE before anything happened (the caller calls it again)."""
     now = S[S_EX_NOW]
     side = ORD[o, O_SIDE]
     typ = ORD[o, O_TYPE]
@@ -883,11 +976,7 @@ def _place(S, ORD, ORDF, LV, RS, TK, RQ, WK, xbid, xask, xst, FARP, FARQ, o, t):
     if rej:
         _push_answer(S, ORD, RQ, ANS_REJECT, o, t, 0, 0, 0, 0, 0, 0, rej)
         return 0
-    if S[S_XFAR_DIRTY] != 0 and typ != T_MARKET and _outside_window(xst, xbid, px):
-        return RUN_NEED_FAR  # it may rest there: its level's size is an overflow level's
-    count, avail, need = _walk(S, TK, WK, xbid, xask, xst, FARP, FARQ, side, typ != T_MARKET, px, qty)
-    if need < 0:
-        return RUN_NEED_FAR
+    count, avail, need = _walk(S, TK, WK, xbid, xask, xst, FAR, side, typ != T_MARKET, px, qty)
     if need > 0:
         S[S_NEED_WK] = need
         return RUN_NEED_SPACE
@@ -947,22 +1036,22 @@ def _place(S, ORD, ORDF, LV, RS, TK, RQ, WK, xbid, xask, xst, FARP, FARQ, o, t):
     st = ORD[o, O_STATUS]
     if st == ST_NEW or st == ST_PARTIAL:
         if (typ == T_LIMIT or typ == T_MAKER) and (typ == T_MAKER or tif == TIF_GTC):
-            _rest(S, ORD, ORDF, LV, RS, TK, xbid, xask, xst, FARP, FARQ, o)
+            _rest(S, ORD, ORDF, LV, RS, TK, xbid, xask, xst, FAR, o)
         else:
             _close(S, ORD, LV, RS, RQ, o, ST_EXPIRED, now)
     return 0
 
 
 @njit(cache=True)
-def _exchange_op(ev, S, ORD, ORDF, LV, RS, TK, RQ, WK, xbid, xask, xst, FARP, FARQ, no_ix, no_lv):
+def _exchange_op(ev, S, ORD, ORDF, LV, RS, TK, RQ, WK, xbid, xask, xst, FAR, FLOG, no_ix, no_lv):
     """The engine's _exchange_step after the venue reached the item's time: place or cancel."""
     o = S[S_PEND_SLOT]
     t = S[S_PEND_T]
     if S[S_PEND_KIND] == EX_PLACE:
-        st = _ensure_exch(ev, xbid, xask, xst, S, no_ix, no_lv)
+        st = _ensure_exch(ev, xbid, xask, xst, FAR, FLOG, S, no_ix, no_lv)
         if st:
             return st
-        return _place(S, ORD, ORDF, LV, RS, TK, RQ, WK, xbid, xask, xst, FARP, FARQ, o, t)
+        return _place(S, ORD, ORDF, LV, RS, TK, RQ, WK, xbid, xask, xst, FAR, o, t)
     if S[S_RQ_TAIL] + 1 > RQ.shape[0]:
         S[S_NEED_RQ] = 1
         return RUN_NEED_SPACE
@@ -975,27 +1064,25 @@ def _exchange_op(ev, S, ORD, ORDF, LV, RS, TK, RQ, WK, xbid, xask, xst, FARP, FA
 
 
 @njit(cache=True)
-def _advance(ev, V, S, P, ORD, ORDF, LV, RS, TK, RQ, WK, xbid, xask, xst, FARP, FARQ, no_ix, no_lv, target):
+def _advance(ev, V, S, P, ORD, ORDF, LV, RS, TK, RQ, WK, xbid, xask, xst, FAR, FLOG, no_ix, no_lv, target):
     """ReplayVenue.advance(target): apply every recorded message due by ``target``. Resumable: a return other than 0
     leaves the venue where it stopped, and the next call with the same target goes on from there."""
     n = V.shape[1]
-    vx = V[0]
-    vrel = V[1]
-    vend = V[2]
-    vcls = V[3]
+    vx = V[V_IX]
+    vrel = V[V_REL]
+    vend = V[V_END]
+    vclear = V[V_CLEAR]
     kind = ev["kind"]
     side_a = ev["side"]
     px_a = ev["px_ticks"]
     qty_a = ev["qty_lots"]
     flags = ev["flags"]
     if S[S_SUB] == SUB_AFTER_SNAP:  # a snapshot message waited for the exchange book
-        st = _ensure_exch(ev, xbid, xask, xst, S, no_ix, no_lv)
+        st = _ensure_exch(ev, xbid, xask, xst, FAR, FLOG, S, no_ix, no_lv)
         if st:
             return st
-        if S[S_XFAR_DIRTY] != 0 and _levels_outside(S, LV, xst, xbid):
-            return RUN_NEED_FAR
         S[S_SUB] = 0
-        _after_snapshot(S, P, ORD, ORDF, LV, RS, RQ, WK, xbid, xask, xst, FARP, FARQ, S[S_SUB_A])
+        _after_snapshot(S, P, ORD, ORDF, LV, RS, RQ, WK, xbid, xask, xst, FAR, S[S_SUB_A])
     while True:
         p = S[S_EX_P]
         if p >= n or vrel[p] > target:
@@ -1007,36 +1094,36 @@ def _advance(ev, V, S, P, ORD, ORDF, LV, RS, TK, RQ, WK, xbid, xask, xst, FARP, 
                 while j > p and vend[j - 1] != j - 1:
                     j -= 1
             if j - p >= 2:
-                seen_snap = False
-                last_book = -1
+                # the block's book rows after its last CLEAR: a snapshot among them brings the book back in sync
+                c = vclear[j - 1]
+                if c >= p:
+                    snap = False
+                    for q in range(c, j):
+                        if kind[vx[q]] == K_SNAPSHOT:
+                            snap = True
+                            break
+                    S[S_CLEAR_PENDING] = 0 if snap else 1
+                # the book rows of the block, and every earlier one, are in the recording before its last one
                 for q in range(j - 1, p - 1, -1):
-                    if vcls[q] != CLS_BOOK:
-                        continue
                     r = vx[q]
-                    if last_book < 0:
-                        last_book = r
-                    if kind[r] == K_SNAPSHOT:
-                        seen_snap = True
-                    if flags[r] & F_CLEAR:
-                        S[S_CLEAR_PENDING] = 0 if seen_snap else 1
+                    if _row_class(kind[r]) == CLS_BOOK:
+                        if r + 1 > S[S_EXB_TARGET]:
+                            S[S_EXB_TARGET] = r + 1
                         break
-                if last_book >= 0:
-                    # the book rows of the block, and every earlier one, are in the recording before last_book
-                    if last_book + 1 > S[S_EXB_TARGET]:
-                        S[S_EXB_TARGET] = last_book + 1
                 S[S_EX_P] = j
                 continue
         # one message (ReplayVenue._process_next)
         e = vend[p]
         if e < 0:
             e = n - 1
-        need = (S[S_N_RS] + 1) * (e - p + 1 if vcls[p] == CLS_TRADE else 1) + 1
+        trade_msg = _row_class(kind[vx[p]]) == CLS_TRADE
+        need = (S[S_N_RS] + 1) * (e - p + 1 if trade_msg else 1) + 1
         if S[S_RQ_TAIL] + need > RQ.shape[0]:
             S[S_NEED_RQ] = need
             return RUN_NEED_SPACE
         ts = vrel[p]
         S[S_EX_P] = e + 1
-        if vcls[p] == CLS_TRADE:
+        if trade_msg:
             for q in range(p, e + 1):
                 if S[S_N_LV] == 0:
                     break
@@ -1103,24 +1190,14 @@ def _advance(ev, V, S, P, ORD, ORDF, LV, RS, TK, RQ, WK, xbid, xask, xst, FARP, 
                 else:
                     S[S_SUB] = SUB_AFTER_SNAP
                     S[S_SUB_A] = ts
-                    st = _ensure_exch(ev, xbid, xask, xst, S, no_ix, no_lv)
+                    st = _ensure_exch(ev, xbid, xask, xst, FAR, FLOG, S, no_ix, no_lv)
                     if st:
                         return st
-                    if S[S_XFAR_DIRTY] != 0 and _levels_outside(S, LV, xst, xbid):
-                        return RUN_NEED_FAR
                     S[S_SUB] = 0
-                    _after_snapshot(S, P, ORD, ORDF, LV, RS, RQ, WK, xbid, xask, xst, FARP, FARQ, ts)
+                    _after_snapshot(S, P, ORD, ORDF, LV, RS, RQ, WK, xbid, xask, xst, FAR, ts)
     if target > S[S_EX_NOW]:
         S[S_EX_NOW] = target
     return 0
-
-
-@njit(cache=True)
-def _levels_outside(S, LV, xst, xbid):
-    for k in range(S[S_N_LV]):
-        if _outside_window(xst, xbid, LV[k, 1]):
-            return True
-    return False
 
 
 @njit(cache=True)
@@ -1142,10 +1219,10 @@ def _heap_top(S, EQ, RQ):
 
 
 @njit(cache=True)
-def _log_book(S, LOG, lbid, lask, lst, FARP, t):
+def _log_book(S, LOG, lbid, lask, lst, FAR, t):
     L = S[S_LOG_N]
     S[S_LOG_N] = L + 1
-    hb, bpx, ha, apx = _top(lbid, lask, lst, FARP, S, 2)
+    hb, bpx, ha, apx = _top(lbid, lask, lst, FAR, S, 2)
     db, da = _depth(lbid, lask, lst)
     LOG[L, L_TYPE] = LG_BOOK
     LOG[L, L_T] = t
@@ -1158,7 +1235,7 @@ def _log_book(S, LOG, lbid, lask, lst, FARP, t):
 
 
 @njit(cache=True)
-def _log_answer(S, LOG, RQ, lbid, lask, lst, FARP):
+def _log_answer(S, LOG, RQ, lbid, lask, lst, FAR):
     r = S[S_RQ_HEAD]
     S[S_RQ_HEAD] = r + 1
     L = S[S_LOG_N]
@@ -1167,7 +1244,7 @@ def _log_answer(S, LOG, RQ, lbid, lask, lst, FARP):
     LOG[L, L_T] = RQ[r, R_DUE]
     for c in range(R_KIND, R_W):
         LOG[L, c] = RQ[r, c]
-    hb, bpx, ha, apx = _top(lbid, lask, lst, FARP, S, 2)
+    hb, bpx, ha, apx = _top(lbid, lask, lst, FAR, S, 2)
     LOG[L, 16] = hb
     LOG[L, 17] = bpx
     LOG[L, 18] = ha
@@ -1175,7 +1252,7 @@ def _log_answer(S, LOG, RQ, lbid, lask, lst, FARP):
 
 
 @njit(cache=True)
-def _exchange_step(ev, V, S, P, ORD, ORDF, LV, RS, TK, EQ, RQ, WK, xbid, xask, xst, FARP, FARQ, no_ix, no_lv):
+def _exchange_step(ev, V, S, P, ORD, ORDF, LV, RS, TK, EQ, RQ, WK, xbid, xask, xst, FAR, FLOG, no_ix, no_lv):
     """Pop the entry link's first item; the venue advances to its time, then places or cancels."""
     h = S[S_EQ_HEAD]
     S[S_EQ_HEAD] = h + 1
@@ -1185,10 +1262,10 @@ def _exchange_step(ev, V, S, P, ORD, ORDF, LV, RS, TK, EQ, RQ, WK, xbid, xask, x
     S[S_PEND_KIND] = EQ[h, 2]
     S[S_PEND_SLOT] = EQ[h, 3]
     S[S_PEND_T] = EQ[h, 0]
-    st = _advance(ev, V, S, P, ORD, ORDF, LV, RS, TK, RQ, WK, xbid, xask, xst, FARP, FARQ, no_ix, no_lv, EQ[h, 0])
+    st = _advance(ev, V, S, P, ORD, ORDF, LV, RS, TK, RQ, WK, xbid, xask, xst, FAR, FLOG, no_ix, no_lv, EQ[h, 0])
     if st:
         return st
-    st = _exchange_op(ev, S, ORD, ORDF, LV, RS, TK, RQ, WK, xbid, xask, xst, FARP, FARQ, no_ix, no_lv)
+    st = _exchange_op(ev, S, ORD, ORDF, LV, RS, TK, RQ, WK, xbid, xask, xst, FAR, FLOG, no_ix, no_lv)
     if st:
         return st
     S[S_PEND] = 0
@@ -1196,16 +1273,18 @@ def _exchange_step(ev, V, S, P, ORD, ORDF, LV, RS, TK, EQ, RQ, WK, xbid, xask, x
 
 
 @njit(cache=True)
-def run_nb(ev, V, FD, xbid, xask, xst, lbid, lask, lst, FARP, FARQ, S, P, ORD, ORDF, LV, RS, TK, EQ, RQ, LOG, WK):
+def run_nb(ev, V, FD, xbid, xask, xst, lbid, lask, lst, FAR, FLOG, S, P, ORD, ORDF, LV, RS, TK, EQ, RQ, LOG,
+           WK):
     """Run the engine's loop until Python must act (see the module docstring); returns a RUN_* status.
 
     Parameters
     ----------
     ev : the recording (:data:`~workbench.types.event_dt`).
-    V : :func:`venue_order_nb`'s merged order. FD : int64[3, k] the feed's messages (first row, one past the last
+    V : :func:`prepare_nb`'s merged order. FD : int64[3, k] the feed's messages (first row, one past the last
         row, arrival time in local ns).
     xbid, xask, xst / lbid, lask, lst : the exchange / local book's arrays (:class:`~workbench.book.L2Book`).
-    FARP, FARQ : overflow levels of both books, best first (rows: exchange bids, asks, local bids, asks).
+    FAR, FLOG : overflow levels of both books, best first (rows: exchange bids, asks, local bids, asks), and the
+        log of their changes the driver replays into the books' facades.
     S, P : state and float parameters. ORD, ORDF : orders. LV, RS, TK : users' levels, resting orders, taken levels.
     EQ, RQ : the entry and answer links. LOG : what Python replays. WK : scratch rows (walk, sorting).
     """
@@ -1217,16 +1296,16 @@ def run_nb(ev, V, FD, xbid, xask, xst, lbid, lask, lst, FARP, FARQ, S, P, ORD, O
     if pend == PEND_FEED:
         S[S_PEND] = 0
         S[S_FEED_K] = S[S_PEND_A]
-        _log_book(S, LOG, lbid, lask, lst, FARP, S[S_PEND_B])
+        _log_book(S, LOG, lbid, lask, lst, FAR, S[S_PEND_B])
         if S[S_STOP_AT_BOOK] != 0 or S[S_STOP_ONCE] != 0:
             return RUN_PYTHON
     elif pend == PEND_ADVANCE:
-        st = _advance(ev, V, S, P, ORD, ORDF, LV, RS, TK, RQ, WK, xbid, xask, xst, FARP, FARQ, no_ix, no_lv,
+        st = _advance(ev, V, S, P, ORD, ORDF, LV, RS, TK, RQ, WK, xbid, xask, xst, FAR, FLOG, no_ix, no_lv,
                       S[S_PEND_TARGET])
         if st:
             return st
         if S[S_PEND_ACTION] == ACT_EXSTEP:
-            st = _exchange_op(ev, S, ORD, ORDF, LV, RS, TK, RQ, WK, xbid, xask, xst, FARP, FARQ, no_ix, no_lv)
+            st = _exchange_op(ev, S, ORD, ORDF, LV, RS, TK, RQ, WK, xbid, xask, xst, FAR, FLOG, no_ix, no_lv)
             if st:
                 return st
         S[S_PEND] = 0
@@ -1245,7 +1324,7 @@ def run_nb(ev, V, FD, xbid, xask, xst, lbid, lask, lst, FARP, FARQ, S, P, ORD, O
                 S[S_PEND] = PEND_ADVANCE
                 S[S_PEND_TARGET] = END_NS
                 S[S_PEND_ACTION] = ACT_NONE
-                st = _advance(ev, V, S, P, ORD, ORDF, LV, RS, TK, RQ, WK, xbid, xask, xst, FARP, FARQ, no_ix, no_lv,
+                st = _advance(ev, V, S, P, ORD, ORDF, LV, RS, TK, RQ, WK, xbid, xask, xst, FAR, FLOG, no_ix, no_lv,
                               END_NS)
                 if st:
                     return st
@@ -1261,7 +1340,7 @@ def run_nb(ev, V, FD, xbid, xask, xst, lbid, lask, lst, FARP, FARQ, S, P, ORD, O
         if t_local == NONE and t_heap == NONE:
             return RUN_DONE
         if t_heap != NONE and from_entry and (t_local == NONE or t_heap + min_resp <= t_local):
-            st = _exchange_step(ev, V, S, P, ORD, ORDF, LV, RS, TK, EQ, RQ, WK, xbid, xask, xst, FARP, FARQ, no_ix,
+            st = _exchange_step(ev, V, S, P, ORD, ORDF, LV, RS, TK, EQ, RQ, WK, xbid, xask, xst, FAR, FLOG, no_ix,
                                 no_lv)
             if st:
                 return st
@@ -1271,7 +1350,7 @@ def run_nb(ev, V, FD, xbid, xask, xst, lbid, lask, lst, FARP, FARQ, S, P, ORD, O
             S[S_PEND] = PEND_ADVANCE
             S[S_PEND_TARGET] = t_local - min_resp
             S[S_PEND_ACTION] = ACT_NONE
-            st = _advance(ev, V, S, P, ORD, ORDF, LV, RS, TK, RQ, WK, xbid, xask, xst, FARP, FARQ, no_ix, no_lv,
+            st = _advance(ev, V, S, P, ORD, ORDF, LV, RS, TK, RQ, WK, xbid, xask, xst, FAR, FLOG, no_ix, no_lv,
                           t_local - min_resp)
             if st:
                 return st
@@ -1279,12 +1358,12 @@ def run_nb(ev, V, FD, xbid, xask, xst, lbid, lask, lst, FARP, FARQ, S, P, ORD, O
         t_heap, from_entry = _heap_top(S, EQ, RQ)
         if t_heap != NONE and (t_local == NONE or t_heap <= t_local):
             if from_entry:
-                st = _exchange_step(ev, V, S, P, ORD, ORDF, LV, RS, TK, EQ, RQ, WK, xbid, xask, xst, FARP, FARQ,
+                st = _exchange_step(ev, V, S, P, ORD, ORDF, LV, RS, TK, EQ, RQ, WK, xbid, xask, xst, FAR, FLOG,
                                     no_ix, no_lv)
                 if st:
                     return st
                 continue
-            _log_answer(S, LOG, RQ, lbid, lask, lst, FARP)
+            _log_answer(S, LOG, RQ, lbid, lask, lst, FAR)
             if S[S_STOP_AT_ANSWER] != 0 or S[S_STOP_ONCE] != 0:
                 return RUN_PYTHON
             continue
@@ -1319,7 +1398,7 @@ def run_nb(ev, V, FD, xbid, xask, xst, lbid, lask, lst, FARP, FARQ, S, P, ORD, O
         j = k + 1
         while j < nf and FD[2, j] <= until:
             j += 1
-        r = _apply(ev, FD[0, k], FD[1, j - 1], lbid, lask, lst, S, 2, no_ix, no_lv)
+        r = _apply_rows(ev, FD[0, k], FD[1, j - 1], lbid, lask, lst, FAR, FLOG, S, 2, no_ix, no_lv)
         if r >= 0:
             S[S_PEND] = PEND_FEED
             S[S_PEND_A] = j
@@ -1329,6 +1408,6 @@ def run_nb(ev, V, FD, xbid, xask, xst, lbid, lask, lst, FARP, FARQ, S, P, ORD, O
             S[S_NB_END] = FD[1, j - 1]
             return RUN_NEED_BOOK
         S[S_FEED_K] = j
-        _log_book(S, LOG, lbid, lask, lst, FARP, t_local)
+        _log_book(S, LOG, lbid, lask, lst, FAR, t_local)
         if S[S_STOP_AT_BOOK] != 0 or S[S_STOP_ONCE] != 0:
             return RUN_PYTHON

@@ -346,20 +346,22 @@ class L2Book:
         order = np.argsort(-px if side > 0 else px, kind="stable")
         return px[order], qty[order]
 
-    def best_overflow(self, side: int) -> tuple[int, int] | None:
-        """The best overflow level of one side, (px_ticks, qty_lots), or None."""
-        far = self._far_bid if side > 0 else self._far_ask
-        if not far:
-            return None
-        px = max(far) if side > 0 else min(far)
-        return px, far[px]
-
+    # A kernel that applies rows to this book's arrays itself and keeps the overflow levels in arrays of its own
+    # (the backtester's fast path) tells the facade what it did with these two, in order, so that the facade's
+    # maps stay the book's (``st`` is the kernel's to keep).
     def clear_overflow(self) -> None:
-        """Drop the overflow levels: a caller that ran :func:`~workbench.book.nb.apply_events_nb` on this book's
-        arrays itself calls it when the kernel applied a CLEAR row (``st[ST_CLEARS]`` moved), as :meth:`apply` does."""
+        """The kernel applied a CLEAR row (``st[ST_CLEARS]`` moved): the overflow levels go, as in :meth:`apply`."""
         self._far_bid.clear()
         self._far_ask.clear()
-        self.st[nb.ST_HAS_FAR] = 0
+
+    def set_overflow(self, side: int, px_ticks: int, qty_lots: int) -> None:
+        """The kernel set an overflow level (0 deletes it), as :meth:`apply` would have for a row it kept there."""
+        far = self._far_bid if side > 0 else self._far_ask
+        if qty_lots > 0:
+            far[px_ticks] = qty_lots
+        else:
+            far.pop(px_ticks, None)
+        self.far_levels += 1
 
     @property
     def crossed(self) -> bool:
