@@ -47,7 +47,7 @@ from workbench.strategy.params import ParamChange
 from workbench.backtest import nb as fast_nb
 from workbench.backtest.fast import FastMarket, fast_path_reason
 from workbench.backtest.feed import LocalFeed
-from workbench.book.book import L2Book
+from workbench.book.book import L2Book, TopOfBook
 from workbench.venue.api import FeeSchedule, OrderRequest, OrderType, SymbolSpec, TimeInForce
 from workbench.venue.latency import LatencyModel
 from workbench.venue.queue import ProbabilisticQueue, QueueModel
@@ -473,7 +473,7 @@ class Backtest:
         fm.start(start + timer_ns if timer_ns else None, start, timer_ns, self.config.mark_every_ns)
         self._call(strat.on_start, env)
         bar = self._progress(syms)
-        S, symbol, coids = fm.S, s.symbol, fm.coids
+        S, symbol, coids, view, drain = fm.S, s.symbol, fm.coids, s.view, self._drain_guard
         LG_BOOK, LG_ANSWER, LG_MARK = fast_nb.LG_BOOK, fast_nb.LG_ANSWER, fast_nb.LG_MARK
         ANS_REPORT, ANS_REJECT = fast_nb.ANS_REPORT, fast_nb.ANS_REJECT
         fed = 0
@@ -481,23 +481,25 @@ class Backtest:
             S[fast_nb.S_STRAT_ON] = self._strategy_on
             S[fast_nb.S_STOP_ONCE] = 1 if self._deferred_actions else 0
             code = fm.run()
-            s.view._invalidate()
+            view._invalidate()
             n = int(S[fast_nb.S_LOG_N])
             if n:
                 rows = fm.LOG[:n].tolist()
                 S[fast_nb.S_LOG_N] = 0
+                last_book = None
                 for i, row in enumerate(rows):
                     typ, t = row[0], row[1]
                     if t > env.now_ns:
                         env.now_ns = t
                     if typ == LG_BOOK:
                         pushed, on = fm.n_pushed, self._strategy_on
-                        bid = row[3] if row[2] else None
-                        ask = row[5] if row[4] else None
+                        last_book = row
+                        bid = row[2] if row[3] else None
+                        ask = row[4] if row[5] else None
                         if bid is not None and ask is not None:
                             s.last_mid = (bid + ask) / 2
                         guard.on_book(t, symbol, bid, ask, row[6], row[7])
-                        self._drain_guard()
+                        drain()
                         if i < n - 1 and (fm.n_pushed != pushed or self._strategy_on != on):
                             raise RuntimeError("fast path: a book update the kernel ran past sent an order")
                     elif typ == LG_ANSWER:
@@ -505,7 +507,7 @@ class Backtest:
                         kind, coid = row[2], coids[row[3]]
                         if kind == ANS_REPORT:
                             fill = (row[14], row[9], row[10], row[11], row[12], bool(row[13])) if row[8] else None
-                            mid = (row[17] + row[19]) / 2 if fill is not None and row[16] and row[18] else None
+                            mid = (row[16] + row[18]) / 2 if fill is not None and row[17] and row[19] else None
                             self._apply_report(t, coid, symbol, row[4], row[5], row[6], row[7], fill, mid)
                         elif kind == ANS_REJECT:
                             self._apply_reject(t, coid, fm.reject_message(row[15]))
@@ -523,6 +525,9 @@ class Backtest:
                             self._timer(t)
                     else:
                         self._timer(t)
+                if last_book is not None:  # the local book's top as the kernel left it (what L2Book.top() says)
+                    view._top = TopOfBook(last_book[2] if last_book[3] else None, last_book[3],
+                                          last_book[4] if last_book[5] else None, last_book[5])
             if bar is not None:
                 k = int(S[fast_nb.S_FEED_K])
                 bar.update(k - fed)
@@ -717,6 +722,15 @@ class Backtest:
 
     def _mark(self, syms: list[_Sym]) -> None:
         t = self.env.now_ns
+        if len(syms) == 1 and len(self._syms) == 1:  # _equity and the row below, for one symbol
+            s = syms[0]
+            eq = self.initial_cash + (s.cash_units + s.pos_lots * (s.last_mid if s.last_mid is not None else 0.0)) \
+                * s.unit
+            self.guard.on_mark(t, int(round(eq * 1e6)))
+            self.guard.tick(t)
+            self._drain_guard()
+            self.marks.append((t, eq, self.initial_cash + (0 + s.cash_units * s.unit), s.pos_lots, s.last_mid))
+            return
         eq = self._equity()
         self.guard.on_mark(t, int(round(eq * 1e6)))
         self.guard.tick(t)
@@ -727,6 +741,8 @@ class Backtest:
         self.marks.append(tuple(row))
 
     def _drain_guard(self, act: bool = True) -> None:
+        if not (self.guard.has_output or (act and self._deferred_actions)):
+            return
         ev = self.guard.drain_events()
         if ev:
             self.risk_events.extend(ev)

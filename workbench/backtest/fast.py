@@ -133,6 +133,7 @@ class FastMarket:
         self.FAR = np.zeros((2, 4, 1024), np.int64)
         self.FLOG = np.zeros((4096, 4), np.int64)
         self.coids: list[str] = []
+        self._args: tuple | None = None  # run_nb's arguments, kept while no array is replaced
         self.n_pushed = 0
         self._entry_last = -(2**63)
         return self, None
@@ -171,6 +172,7 @@ class FastMarket:
             live = self.EQ[head:tail].copy()
             if len(live) * 2 > self.EQ.shape[0]:
                 self.EQ = np.zeros((2 * self.EQ.shape[0], 4), np.int64)
+                self._args = None
             self.EQ[:len(live)] = live
             S[nb.S_EQ_HEAD] = 0
             tail = len(live)
@@ -184,12 +186,14 @@ class FastMarket:
     # -- running -----------------------------------------------------------------------------------------------------
     def run(self) -> int:
         """One call of the kernel; the books' facades then hold what it did to the overflow levels."""
-        x, lb = self.xbook, self.lbook
-        S = self.S
-        code = nb.run_nb(self.ev, self.V, self.FD, x.bid, x.ask, x.st, lb.bid, lb.ask, lb.st, self.FAR, self.FLOG,
-                         S, self.P, self.ORD, self.ORDF, self.LV, self.RS, self.TK, self.EQ, self.RQ, self.LOG,
-                         self.WK)
-        if S[nb.S_FLOG_N]:
+        args = self._args
+        if args is None:  # an array was replaced (grown, or a book's window moved)
+            x, lb = self.xbook, self.lbook
+            args = self._args = (self.ev, self.V, self.FD, x.bid, x.ask, x.st, lb.bid, lb.ask, lb.st, self.FAR,
+                                 self.FLOG, self.S, self.P, self.ORD, self.ORDF, self.LV, self.RS, self.TK, self.EQ,
+                                 self.RQ, self.LOG, self.WK)
+        code = nb.run_nb(*args)
+        if self.S[nb.S_FLOG_N]:
             self._sync_overflow()
         return code
 
@@ -206,6 +210,7 @@ class FastMarket:
 
     def resolve(self, code: int) -> None:
         """Do what a RUN_NEED_* status asks, so that the next call goes on."""
+        self._args = None
         S = self.S
         if code == nb.RUN_NEED_BOOK:
             b = int(S[nb.S_NB_BOOK])
@@ -251,6 +256,7 @@ class FastMarket:
         S[nb.S_NEED_RQ] = S[nb.S_NEED_TK] = S[nb.S_NEED_WK] = 0
 
     def _grow_orders(self) -> None:
+        self._args = None
         cap = 2 * self.ORD.shape[0]
         for name, shape, dtype in (("ORD", (cap, nb.O_W), np.int64), ("ORDF", (cap, 2), np.float64),
                                    ("LV", (cap, 3), np.int64), ("RS", (cap,), np.int64)):

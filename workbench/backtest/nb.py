@@ -184,8 +184,9 @@ R_W = 16
 # FLOG: int64[k, 4] what the kernel did to overflow levels, in order: (row, px, qty, 0) set (qty 0 deletes),
 #   (row of the book's bids, 0, 0, 1) a CLEAR emptied them
 # LOG rows: type, t, then
-#   LG_BOOK: has bid, bid px, has ask, ask px, bid depth, ask depth (local book, BOOK_LEVELS levels)
-#   LG_ANSWER: RQ columns R_KIND..R_REJ at 2..15, then the local top: has bid, bid px, has ask, ask px (16..19)
+#   LG_BOOK: the local book's top (bid px, bid qty, ask px, ask qty; qty 0: that side is empty) and the sizes of
+#     its best BOOK_LEVELS levels a side (bid depth, ask depth)
+#   LG_ANSWER: RQ columns R_KIND..R_REJ at 2..15, then the local book's top at 16..19 (as in LG_BOOK)
 #   LG_MARK: 1 if the timer of the same time comes next (unless the mark sends an order due by then)
 L_TYPE, L_T = 0, 1
 L_W = 20
@@ -497,27 +498,27 @@ def _apply_rows(ev, lo, hi, bid, ask, st, FAR, FLOG, S, r0, no_ix, no_lv):
 
 @njit(cache=True)
 def _top(bid, ask, st, FAR, S, far_row):
-    """:meth:`L2Book.top` prices: (has bid, bid px, has ask, ask px), overflow levels included."""
+    """:meth:`L2Book.top`: (bid px, bid qty, ask px, ask qty), overflow levels included; qty 0 for an empty side."""
     if bid.shape[0] == 0:
         return 0, 0, 0, 0
     base = st[book_nb.ST_BASE]
     bb = st[book_nb.ST_BEST_BID]
     ba = st[book_nb.ST_BEST_ASK]
-    hb = 1 if bb >= 0 else 0
     bpx = base + bb
-    ha = 1 if ba >= 0 else 0
+    bq = bid[bb] if bb >= 0 else 0
     apx = base + ba
+    aq = ask[ba] if ba >= 0 else 0
     if S[S_FAR_N + far_row] > 0:
         fp = FAR[0, far_row, 0]
-        if hb == 0 or fp > bpx:
-            hb = 1
+        if bq == 0 or fp > bpx:
             bpx = fp
+            bq = FAR[1, far_row, 0]
     if S[S_FAR_N + far_row + 1] > 0:
         fp = FAR[0, far_row + 1, 0]
-        if ha == 0 or fp < apx:
-            ha = 1
+        if aq == 0 or fp < apx:
             apx = fp
-    return hb, bpx if hb else 0, ha, apx if ha else 0
+            aq = FAR[1, far_row + 1, 0]
+    return bpx if bq else 0, bq, apx if aq else 0, aq
 
 
 @njit(cache=True)
@@ -1222,14 +1223,14 @@ def _heap_top(S, EQ, RQ):
 def _log_book(S, LOG, lbid, lask, lst, FAR, t):
     L = S[S_LOG_N]
     S[S_LOG_N] = L + 1
-    hb, bpx, ha, apx = _top(lbid, lask, lst, FAR, S, 2)
+    bpx, bq, apx, aq = _top(lbid, lask, lst, FAR, S, 2)
     db, da = _depth(lbid, lask, lst)
     LOG[L, L_TYPE] = LG_BOOK
     LOG[L, L_T] = t
-    LOG[L, 2] = hb
-    LOG[L, 3] = bpx
-    LOG[L, 4] = ha
-    LOG[L, 5] = apx
+    LOG[L, 2] = bpx
+    LOG[L, 3] = bq
+    LOG[L, 4] = apx
+    LOG[L, 5] = aq
     LOG[L, 6] = db
     LOG[L, 7] = da
 
@@ -1244,11 +1245,11 @@ def _log_answer(S, LOG, RQ, lbid, lask, lst, FAR):
     LOG[L, L_T] = RQ[r, R_DUE]
     for c in range(R_KIND, R_W):
         LOG[L, c] = RQ[r, c]
-    hb, bpx, ha, apx = _top(lbid, lask, lst, FAR, S, 2)
-    LOG[L, 16] = hb
-    LOG[L, 17] = bpx
-    LOG[L, 18] = ha
-    LOG[L, 19] = apx
+    bpx, bq, apx, aq = _top(lbid, lask, lst, FAR, S, 2)
+    LOG[L, 16] = bpx
+    LOG[L, 17] = bq
+    LOG[L, 18] = apx
+    LOG[L, 19] = aq
 
 
 @njit(cache=True)
