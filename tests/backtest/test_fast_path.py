@@ -4,7 +4,11 @@ against plain-Python references; and when it is chosen."""
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -451,6 +455,27 @@ def test_an_empty_recording_runs_nothing_on_both_paths():
 
 
 # -- kernels against plain-Python references ---------------------------------------------------------------------------
+_UNCOMPILED = """
+import numpy as np
+from tests.backtest.test_fast_path import (QUEUES, MS, RandomWatching, Timed, check, config, random_market, MarketData,
+                                           INS, LatencyModel, FeeSchedule)
+for seed in range(3):
+    data = MarketData(INS, random_market(np.random.default_rng(seed), 120), "BASE", "QUOTE")
+    check(lambda: RandomWatching(seed, decide_every_ms=5), data,
+          config(queue=QUEUES[seed], latency=LatencyModel.constant(MS, 2 * MS, MS), fees=FeeSchedule(-2_000, 3_000)))
+print("ok")
+"""
+
+
+def test_the_fast_path_uncompiled_equals_the_python_path():
+    # NUMBA_DISABLE_JIT=1: every kernel (the fast path's and the books') runs as plain Python, with Python integers
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1", "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", _UNCOMPILED], cwd=root, env=env, capture_output=True, text=True,
+                         timeout=900)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+
+
 def _venue_order_reference(ev: np.ndarray) -> tuple[np.ndarray, ...]:
     """ReplayVenue._load written plainly: classes, running-max release times, sort by (release, class, order); each
     row's message end, and the last CLEAR book row at or before it."""

@@ -17,9 +17,12 @@ as the local feed takes them); the queue model is :class:`~workbench.venue.queue
 :class:`~workbench.venue.queue.NoQueue`; the recording holds absolute book rows (SNAPSHOT, DEPTH) and trades, with
 no venue message mixing the two.
 
-Limits of the arithmetic (int64, where the Python venue has unbounded integers): an order whose locked notional would
-exceed 2**61 notional units is rejected for insufficient balance (the account holds 2**62), and the account's quote
-balance must stay below 2**63 units (about 4.6e8 USDT earned on spot BTCUSDT, whose unit is 1e-10 USDT).
+Limits of the arithmetic (int64, where the Python venue has unbounded integers): the account starts with 2**62
+units of each asset (the engine's margin account), and its balances must stay below 2**63 units: the fast path gives
+the Python path's results as long as the account earns less than about 4.6e18 notional units (4.6e8 USDT on spot
+BTCUSDT, whose unit is 1e-10 USDT; 4.6e14 USDT on the USD-M contract) and no single fill's notional exceeds 9e18
+units. An order whose lock would exceed 9e18 units is refused for insufficient balance, as the Python venue refuses it
+(the account never holds that much).
 """
 
 from __future__ import annotations

@@ -455,8 +455,8 @@ def _apply_rows(ev, lo, hi, bid, ask, st, FAR, FLOG, S, r0, no_ix, no_lv):
         p = pxa[j]
         q = qtya[j]
         f = flags[j]
-        if f & F_CLEAR or not (k == K_DEPTH or k == K_SNAPSHOT):
-            return j
+        if f & F_CLEAR or q < 0 or not (k == K_DEPTH or k == K_SNAPSHOT):
+            return j  # rare rows (and malformed sizes) are the facade's
         # L2Book._run: a row that adds size goes to the overflow levels when it is deep (more than half a window
         # behind the touch) or behind the touch where the window cannot grow; any other row outside the window
         # that adds size moves the window (the facade's business)
@@ -960,6 +960,9 @@ def _place(S, ORD, ORDF, LV, RS, TK, RQ, WK, xbid, xask, xst, FAR, o, t):
     """ReplayVenue.place for an order that reached the exchange at ``t`` (the venue already advanced to it).
 
     Returns 0, or RUN_NEED_SPACE before anything happened (the caller calls it again)."""
+    if S[S_RQ_TAIL] + 1 > RQ.shape[0]:
+        S[S_NEED_RQ] = 1
+        return RUN_NEED_SPACE
     now = S[S_EX_NOW]
     side = ORD[o, O_SIDE]
     typ = ORD[o, O_TYPE]
@@ -972,7 +975,7 @@ def _place(S, ORD, ORDF, LV, RS, TK, RQ, WK, xbid, xask, xst, FAR, o, t):
     elif typ != T_MARKET:
         if px <= 0:
             rej = REJ_PRICE
-        elif px * qty < S[S_MIN_NOTIONAL]:
+        elif S[S_MIN_NOTIONAL] > 0 and px * qty < S[S_MIN_NOTIONAL]:
             rej = REJ_NOTIONAL
     if rej:
         _push_answer(S, ORD, RQ, ANS_REJECT, o, t, 0, 0, 0, 0, 0, 0, rej)
@@ -1006,8 +1009,8 @@ def _place(S, ORD, ORDF, LV, RS, TK, RQ, WK, xbid, xask, xst, FAR, o, t):
     ORD[o, O_QUOTE] = 0
     ORD[o, O_LOCKED] = 0
     leaves = qty - unlocked
-    if side > 0 and leaves > 0 and lock_px > 0 and lock_px > (1 << 61) // leaves:
-        enough = False  # more than 2**61 notional units: beyond the account (and beyond int64 arithmetic)
+    if side > 0 and leaves > 0 and float(lock_px) * leaves * (1.0 + S[S_FEE_MAX] / 1e6) + leaves > 9.0e18:
+        enough = False  # more than any int64 balance: the lock cannot be computed in int64, nor held
         need_lock = 0
     else:
         need_lock = _reserve(S, ORD, o, qty)
