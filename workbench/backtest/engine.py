@@ -474,18 +474,25 @@ class Backtest:
         self._call(strat.on_start, env)
         bar = self._progress(syms)
         S, symbol, coids, view, drain = fm.S, s.symbol, fm.coids, s.view, self._drain_guard
+        run, on_book, mark, timer = fm.run, guard.on_book, self._mark, self._timer
         LG_BOOK, LG_ANSWER, LG_MARK = fast_nb.LG_BOOK, fast_nb.LG_ANSWER, fast_nb.LG_MARK
         ANS_REPORT, ANS_REJECT = fast_nb.ANS_REPORT, fast_nb.ANS_REJECT
+        S_LOG_N, S_STRAT_ON, S_STOP_ONCE = fast_nb.S_LOG_N, fast_nb.S_STRAT_ON, fast_nb.S_STOP_ONCE
         fed = 0
+        strategy_on, stop_once = True, False  # as written in S
         while True:
-            S[fast_nb.S_STRAT_ON] = self._strategy_on
-            S[fast_nb.S_STOP_ONCE] = 1 if self._deferred_actions else 0
-            code = fm.run()
-            view._invalidate()
-            n = int(S[fast_nb.S_LOG_N])
+            if self._strategy_on is not strategy_on:
+                strategy_on = self._strategy_on
+                S[S_STRAT_ON] = strategy_on
+            if bool(self._deferred_actions) is not stop_once:
+                stop_once = not stop_once
+                S[S_STOP_ONCE] = stop_once
+            code = run()
+            view._top = view._levels = None  # the local book moved
+            n = int(S[S_LOG_N])
             if n:
                 rows = fm.LOG[:n].tolist()
-                S[fast_nb.S_LOG_N] = 0
+                S[S_LOG_N] = 0
                 last_book = None
                 for i, row in enumerate(rows):
                     typ, t = row[0], row[1]
@@ -498,7 +505,7 @@ class Backtest:
                         ask = row[4] if row[5] else None
                         if bid is not None and ask is not None:
                             s.last_mid = (bid + ask) / 2
-                        guard.on_book(t, symbol, bid, ask, row[6], row[7])
+                        on_book(t, symbol, bid, ask, row[6], row[7])
                         drain()
                         if i < n - 1 and (fm.n_pushed != pushed or self._strategy_on != on):
                             raise RuntimeError("fast path: a book update the kernel ran past sent an order")
@@ -518,13 +525,13 @@ class Backtest:
                             raise RuntimeError("fast path: an answer the kernel ran past sent an order")
                     elif typ == LG_MARK:
                         pushed = fm.n_pushed
-                        self._mark(syms)
+                        mark(syms)
                         # the timer of the same time comes next, unless the mark sent an order due by then
                         if row[2] and (fm.entry_ns > 0 or fm.n_pushed == pushed):
                             S[fast_nb.S_NEXT_TIMER] += timer_ns
-                            self._timer(t)
+                            timer(t)
                     else:
-                        self._timer(t)
+                        timer(t)
                 if last_book is not None:  # the local book's top as the kernel left it (what L2Book.top() says)
                     view._top = TopOfBook(last_book[2] if last_book[3] else None, last_book[3],
                                           last_book[4] if last_book[5] else None, last_book[5])
