@@ -14,6 +14,13 @@ and the guard's event says why); the guard's actions (cancel all, flatten) are c
 of its own. A strategy that raises is stopped there: the guard is killed with the reason, everything is cancelled
 and flattened, the run goes on to the end of the data and reports the error.
 
+The fast path (:mod:`workbench.backtest.fast`): when one symbol is traded by a strategy that decides on a timer
+only, with constant order-entry and response latencies, the same loop runs in numba between the strategy's
+decisions (:func:`workbench.backtest.nb.run_nb`: the exchange, the queue positions, the fills, the local book) and
+this class replays what it logged: the guard's book updates, the answers, the marks and the timers, through the same
+methods as here. Results are identical; ``BacktestConfig.fast`` chooses (None: whenever it applies), ``path`` says
+which ran and ``fast_path_reason`` why not.
+
 Accounting is in integers (lots, and notional units of tick x lot per symbol): cash moves by ``-side * px * qty -
 commission`` for each fill, as the venue settles it. The account is a margin account: the venue lends the base
 asset, so positions may go short, and equity is ``initial cash + cash moved + position x mid``. Deterministic for a
@@ -26,7 +33,7 @@ import heapq
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 import numpy as np
@@ -37,7 +44,10 @@ from workbench.risk import ActionKind, RiskConfig, RiskGuard
 from workbench.strategy.base import Strategy
 from workbench.strategy.orders import OrderBook, OrderState, OwnOrder
 from workbench.strategy.params import ParamChange
+from workbench.backtest import nb as fast_nb
+from workbench.backtest.fast import FastMarket, fast_path_reason
 from workbench.backtest.feed import LocalFeed
+from workbench.book.book import L2Book, TopOfBook
 from workbench.venue.api import FeeSchedule, OrderRequest, OrderType, SymbolSpec, TimeInForce
 from workbench.venue.latency import LatencyModel, SampledLatency
 from workbench.venue.queue import ProbabilisticQueue, QueueModel
@@ -69,6 +79,8 @@ class BacktestConfig:
     mark_every_ns : how often the equity curve is sampled (and the guard's equity rules are fed).
     start_ns, end_ns : a window of the recording (exchange time), None for all of it.
     progress : a tqdm progress bar over the recording.
+    fast : the numba fast path (:mod:`workbench.backtest.fast`): None uses it whenever it applies, True insists
+        (ConfigError, with the reason, when it does not apply), False never uses it. Results are the same.
     """
 
     latency: LatencyModel = field(default_factory=lambda: LatencyModel.constant(1_000_000, 1_000_000))
@@ -82,6 +94,7 @@ class BacktestConfig:
     start_ns: int | None = None
     end_ns: int | None = None
     progress: bool = False
+    fast: bool | None = None
 
     def __post_init__(self) -> None:
         if self.mark_every_ns <= 0:
@@ -172,17 +185,25 @@ class _Sym:
         self.data = data
         self.symbol = data.symbol
         self.ins = data.instrument
-        spec = SymbolSpec(data.instrument, data.base_asset, data.quote_asset)
-        self.venue = ReplayVenue([data.events], spec, fees=cfg.fees, queue=queue, seed=seed, publish_market=False,
-                                 book_max_levels=_BOOK_MAX_LEVELS, accounts={USER: {data.base_asset: _BIG_BALANCE, data.quote_asset: _BIG_BALANCE}})
-        self.feed = LocalFeed(data.events, latency.feed, from_recording=cfg.feed_from_recording,
-                              book_max_levels=_BOOK_MAX_LEVELS)
-        self.view = _BookView(self.feed.book)
+        self.spec = SymbolSpec(data.instrument, data.base_asset, data.quote_asset)
+        self._cfg, self._queue, self._seed, self._latency = cfg, queue, seed, latency
+        self.book = L2Book(max_levels=_BOOK_MAX_LEVELS)  # the local book (the strategy's view)
+        self.venue: ReplayVenue | None = None   # the Python path's exchange and feed (build_python)
+        self.feed: LocalFeed | None = None
+        self.view = _BookView(self.book)
         self.unit = float(Decimal(data.instrument.tick_size) * Decimal(data.instrument.lot_size))  # currency/unit
         self.pos_lots = 0
         self.cash_units = 0    # cash moved by fills, notional units
         self.fee_units = 0
         self.last_mid = None   # ticks
+
+    def build_python(self) -> None:
+        cfg, data = self._cfg, self.data
+        self.venue = ReplayVenue([data.events], self.spec, fees=cfg.fees, queue=self._queue, seed=self._seed,
+                                 publish_market=False, book_max_levels=_BOOK_MAX_LEVELS,
+                                 accounts={USER: {data.base_asset: _BIG_BALANCE, data.quote_asset: _BIG_BALANCE}})
+        self.feed = LocalFeed(data.events, self._latency.feed, from_recording=cfg.feed_from_recording,
+                              book_max_levels=_BOOK_MAX_LEVELS, book=self.book)
 
 
 class _Env:
@@ -263,6 +284,7 @@ class Backtest:
         self.config = config
         queue = config.queue if config.queue is not None else ProbabilisticQueue(3)
         self.latency = _fresh_latency(config.latency, config.seed)
+        self._queue = queue
         self._syms: dict[str, _Sym] = {}
         for i, d in enumerate(datas):
             if d.symbol in self._syms:
@@ -297,7 +319,12 @@ class Backtest:
             lat.response.draw_ns()
         self._strategy_on = True
         self._pending_params: list[dict] = []
+        self._deferred_actions: list = []  # guard actions asked for while an order was checked: done at the next drain
         self._wall_s = 0.0
+        self._fm: FastMarket | None = None
+        self._fm_slot: dict[str, int] = {}          # client order id -> the fast path's order slot
+        self.path: str | None = None               # "fast" or "python", once run
+        self.fast_path_reason: str | None = None   # why the fast path did not apply
 
     # -- public --------------------------------------------------------------------------------------------------------
     def set_params(self, **values) -> list[ParamChange]:
@@ -313,7 +340,11 @@ class Backtest:
         from workbench.backtest.results import BacktestResult
 
         t0 = time.perf_counter()
-        self._loop()
+        self._choose_path()
+        if self._fm is not None:
+            self._loop_fast()
+        else:
+            self._loop()
         self._wall_s = time.perf_counter() - t0
         return BacktestResult.from_backtest(self)
 
@@ -382,11 +413,7 @@ class Backtest:
                 continue
             if t_local == next_timer:
                 next_timer += timer_ns
-                self.counters["decisions"] += 1
-                self.guard.tick(t_local)
-                self._drain_guard()
-                if self._strategy_on:
-                    self._call(strat.on_timer, env)
+                self._timer(t_local)
                 continue
             # a feed message
             s = feed_sym
@@ -419,6 +446,132 @@ class Backtest:
         if bar is not None:
             bar.close()
 
+    def _choose_path(self) -> None:
+        """The fast path when it applies (and the config allows it), else the Python path's venue and feeds."""
+        cfg = self.config
+        self._fm = None
+        reason = "BacktestConfig(fast=False)"
+        if cfg.fast is not False:
+            reason = fast_path_reason(self.strategy, len(self._syms), cfg, self._queue)
+            if reason is None:
+                s = self._first
+                # the symbol's own latency draws (restarted from the seed), as the Python path's feed takes them
+                self._fm, reason = FastMarket.build(s.data.events, s.spec, replace(cfg, latency=s._latency),
+                                                    self._queue, cfg.fees, s.book, _BOOK_MAX_LEVELS, _BIG_BALANCE)
+            if self._fm is not None:
+                # the kernel stops where Python may send an order: after each book update when the guard's trade
+                # stop can act on it, after each answer when the strategy (or the trade stop) reacts to answers
+                stop = cfg.risk.trade_stop_ticks is not None
+                cls = type(self.strategy)
+                reacts = cls.on_order is not Strategy.on_order or cls.on_fill is not Strategy.on_fill
+                self._fm.S[fast_nb.S_STOP_AT_BOOK] = stop
+                self._fm.S[fast_nb.S_STOP_AT_ANSWER] = stop or reacts
+            if self._fm is None and cfg.fast:
+                raise ConfigError(f"the fast path does not apply: {reason}")
+        self.fast_path_reason = reason
+        self.path = "fast" if self._fm is not None else "python"
+        if self._fm is None:
+            for s in self._syms.values():
+                s.build_python()
+
+    def _loop_fast(self) -> None:
+        """:meth:`_loop` with the market in :func:`workbench.backtest.nb.run_nb`: this replays what it logged."""
+        fm = self._fm
+        s = self._first
+        syms = [s]
+        strat, env, guard = self.strategy, self.env, self.guard
+        timer_ns = strat.timer_ns
+        if fm.n_messages == 0:
+            return
+        start = int(fm.FD[2, 0])
+        env.now_ns = start
+        fm.start(start + timer_ns if timer_ns else None, start, timer_ns, self.config.mark_every_ns)
+        self._call(strat.on_start, env)
+        bar = self._progress(syms)
+        S, symbol, coids, view, drain = fm.S, s.symbol, fm.coids, s.view, self._drain_guard
+        run, on_book, mark, timer = fm.run, guard.on_book, self._mark, self._timer
+        LG_BOOK, LG_ANSWER, LG_MARK = fast_nb.LG_BOOK, fast_nb.LG_ANSWER, fast_nb.LG_MARK
+        ANS_REPORT, ANS_REJECT = fast_nb.ANS_REPORT, fast_nb.ANS_REJECT
+        S_LOG_N, S_STRAT_ON, S_STOP_ONCE = fast_nb.S_LOG_N, fast_nb.S_STRAT_ON, fast_nb.S_STOP_ONCE
+        fed = 0
+        strategy_on, stop_once = True, False  # as written in S
+        while True:
+            if self._strategy_on is not strategy_on:
+                strategy_on = self._strategy_on
+                S[S_STRAT_ON] = strategy_on
+            if bool(self._deferred_actions) is not stop_once:
+                stop_once = not stop_once
+                S[S_STOP_ONCE] = stop_once
+            code = run()
+            view._top = view._levels = None  # the local book moved
+            n = int(S[S_LOG_N])
+            if n:
+                rows = fm.LOG[:n].tolist()
+                S[S_LOG_N] = 0
+                last_book = None
+                for i, row in enumerate(rows):
+                    typ, t = row[0], row[1]
+                    if t > env.now_ns:
+                        env.now_ns = t
+                    if typ == LG_BOOK:
+                        pushed, on = fm.n_pushed, self._strategy_on
+                        last_book = row
+                        bid = row[2] if row[3] else None
+                        ask = row[4] if row[5] else None
+                        if bid is not None and ask is not None:
+                            s.last_mid = (bid + ask) / 2
+                        on_book(t, symbol, bid, ask, row[6], row[7])
+                        drain()
+                        if i < n - 1 and (fm.n_pushed != pushed or self._strategy_on != on):
+                            raise RuntimeError("fast path: a book update the kernel ran past sent an order")
+                    elif typ == LG_ANSWER:
+                        pushed, on = fm.n_pushed, self._strategy_on
+                        kind, coid = row[2], coids[row[3]]
+                        if kind == ANS_REPORT:
+                            fill = (row[14], row[9], row[10], row[11], row[12], bool(row[13])) if row[8] else None
+                            mid = (row[16] + row[18]) / 2 if fill is not None and row[17] and row[19] else None
+                            self._apply_report(t, coid, symbol, row[4], row[5], row[6], row[7], fill, mid)
+                        elif kind == ANS_REJECT:
+                            self._apply_reject(t, coid, fm.reject_message(row[15]))
+                        else:
+                            self._apply_cancel_reject(t, coid)
+                        self._after_event()
+                        if i < n - 1 and (fm.n_pushed != pushed or self._strategy_on != on):
+                            raise RuntimeError("fast path: an answer the kernel ran past sent an order")
+                    elif typ == LG_MARK:
+                        pushed = fm.n_pushed
+                        mark(syms)
+                        # the timer of the same time comes next, unless the mark sent an order due by then
+                        if row[2] and (fm.entry_ns > 0 or fm.n_pushed == pushed):
+                            S[fast_nb.S_NEXT_TIMER] += timer_ns
+                            timer(t)
+                    else:
+                        timer(t)
+                if last_book is not None:  # the local book's top as the kernel left it (what L2Book.top() says)
+                    view._top = TopOfBook(last_book[2] if last_book[3] else None, last_book[3],
+                                          last_book[4] if last_book[5] else None, last_book[5])
+            if bar is not None:
+                k = int(S[fast_nb.S_FEED_K])
+                bar.update(k - fed)
+                fed = k
+            if code == fast_nb.RUN_DONE:
+                break
+            if code != fast_nb.RUN_PYTHON:
+                fm.resolve(code)
+        self.counters["feed_messages"] += int(S[fast_nb.S_FEED_K])
+        if self._strategy_on:
+            self._call(strat.on_stop, env)
+        self._mark(syms)
+        if bar is not None:
+            bar.close()
+
+    def _timer(self, t_ns: int) -> None:
+        self.counters["decisions"] += 1
+        self.guard.tick(t_ns)
+        self._drain_guard()
+        if self._strategy_on:
+            self._call(self.strategy.on_timer, self.env)
+
     @staticmethod
     def _next_feed_other(s: _Sym, syms: list[_Sym]) -> int:
         """Arrival of the next message of another symbol (its book must be current when that one is read)."""
@@ -431,7 +584,8 @@ class Backtest:
             return None
         from tqdm.auto import tqdm
 
-        return tqdm(total=sum(s.feed.n_messages for s in syms), unit="msg", desc="backtest")
+        total = self._fm.n_messages if self._fm is not None else sum(s.feed.n_messages for s in syms)
+        return tqdm(total=total, unit="msg", desc="backtest")
 
     # -- exchange side ---------------------------------------------------------------------------------------------------
     def _advance_exchanges(self, syms: list[_Sym], t_ns: int) -> None:
@@ -496,6 +650,10 @@ class Backtest:
             return None
         o = self.orders.submit(s.symbol, side, typ, v.qty_lots, px_ticks, tif, now, tag=tag)
         self.counters["orders_sent" if source == "strategy" else "guard_orders"] += 1
+        if self._fm is not None:
+            self._fm_slot[o.client_order_id] = len(self._fm.coids)
+            self._fm.push_place(now, o.client_order_id, side, typ, v.qty_lots, px_ticks, tif)
+            return o
         req = OrderRequest(USER, s.symbol, side, typ, v.qty_lots, px_ticks, tif, o.client_order_id)
         self._push_entry(now, _EX_PLACE, (s, req))
         return o
@@ -505,42 +663,60 @@ class Backtest:
         if o is None:
             return False
         self.counters["cancels_sent"] += 1
+        if self._fm is not None:
+            self._fm.push_cancel(self.env.now_ns, self._fm_slot[coid])
+            return True
         self._push_entry(self.env.now_ns, _EX_CANCEL, (self._syms[o.symbol], coid))
         return True
 
     def _local_answer(self, item: tuple) -> None:
         t, _, kind, payload = item
-        env, strat = self.env, self.strategy
         if kind == _LO_REPORT:
-            r = payload[0]
-            self.counters["reports"] += 1
-            v, f = r.order, r.fill
-            o = self.orders.apply(v.client_order_id, OrderState(int(v.status)), t, filled_lots=v.filled_lots,
-                                  quote_filled=v.quote_filled, fee_units=f.commission if f is not None else 0,
-                                  order_id=v.order_id)
-            if f is not None:
-                s = self._syms[v.symbol]
-                s.pos_lots += f.side * f.qty_lots
-                s.cash_units -= f.side * f.px_ticks * f.qty_lots + f.commission
-                s.fee_units += f.commission
-                mid = s.view.mid_ticks()
-                self.fills.append((t, f.ts_ns, s.symbol, f.side, f.px_ticks, f.qty_lots, f.commission, f.is_maker,
-                                   v.client_order_id, v.order_id, mid, o.tag if o is not None else ""))
-                self.guard.on_fill(t, s.symbol, f.side, f.px_ticks, f.qty_lots)
-                self._drain_guard()
-                if self._strategy_on and o is not None:
-                    self._call(strat.on_fill, env, o, f.px_ticks, f.qty_lots, f.commission, f.is_maker)
-            if o is not None and self._strategy_on:
-                self._call(strat.on_order, env, o)
+            v, f = payload[0].order, payload[0].fill
+            if f is None:
+                self._apply_report(t, v.client_order_id, v.symbol, int(v.status), v.filled_lots, v.quote_filled,
+                                   v.order_id, None, None)
+            else:
+                self._apply_report(t, v.client_order_id, v.symbol, int(v.status), v.filled_lots, v.quote_filled,
+                                   v.order_id, (f.ts_ns, f.side, f.px_ticks, f.qty_lots, f.commission, f.is_maker),
+                                   self._syms[v.symbol].view.mid_ticks())
         elif kind == _LO_REJECT:
-            coid, reason = payload
-            o = self.orders.apply(coid, OrderState.REJECTED, t, reason=reason)
-            if o is not None and self._strategy_on:
-                self._call(strat.on_order, env, o)
+            self._apply_reject(t, *payload)
         else:
-            o = self.orders.cancel_rejected(payload[0], t)
-            if o is not None and self._strategy_on:
-                self._call(strat.on_order, env, o)
+            self._apply_cancel_reject(t, payload[0])
+
+    def _apply_report(self, t: int, coid: str, symbol: str, status: int, filled_lots: int, quote_filled: int,
+                      order_id: int, fill: tuple | None, mid: float | None) -> None:
+        """An execution report reaches the strategy at ``t``; ``fill`` is (exchange ts, side, px, qty, commission,
+        is_maker) when it carries one, ``mid`` the local book's mid then."""
+        env, strat = self.env, self.strategy
+        self.counters["reports"] += 1
+        o = self.orders.apply(coid, OrderState(status), t, filled_lots=filled_lots, quote_filled=quote_filled,
+                              fee_units=fill[4] if fill is not None else 0, order_id=order_id)
+        if fill is not None:
+            f_ts, side, px, qty, commission, is_maker = fill
+            s = self._syms[symbol]
+            s.pos_lots += side * qty
+            s.cash_units -= side * px * qty + commission
+            s.fee_units += commission
+            self.fills.append((t, f_ts, s.symbol, side, px, qty, commission, is_maker, coid, order_id, mid,
+                               o.tag if o is not None else ""))
+            self.guard.on_fill(t, s.symbol, side, px, qty)
+            self._drain_guard()
+            if self._strategy_on and o is not None:
+                self._call(strat.on_fill, env, o, px, qty, commission, is_maker)
+        if o is not None and self._strategy_on:
+            self._call(strat.on_order, env, o)
+
+    def _apply_reject(self, t: int, coid: str, reason: str) -> None:
+        o = self.orders.apply(coid, OrderState.REJECTED, t, reason=reason)
+        if o is not None and self._strategy_on:
+            self._call(self.strategy.on_order, self.env, o)
+
+    def _apply_cancel_reject(self, t: int, coid: str) -> None:
+        o = self.orders.cancel_rejected(coid, t)
+        if o is not None and self._strategy_on:
+            self._call(self.strategy.on_order, self.env, o)
 
     def _after_event(self) -> None:
         if self._pending_params:
@@ -568,6 +744,15 @@ class Backtest:
 
     def _mark(self, syms: list[_Sym]) -> None:
         t = self.env.now_ns
+        if len(syms) == 1 and len(self._syms) == 1:  # _equity and the row below, for one symbol
+            s = syms[0]
+            eq = self.initial_cash + (s.cash_units + s.pos_lots * (s.last_mid if s.last_mid is not None else 0.0)) \
+                * s.unit
+            self.guard.on_mark(t, int(round(eq * 1e6)))
+            self.guard.tick(t)
+            self._drain_guard()
+            self.marks.append((t, eq, self.initial_cash + (0 + s.cash_units * s.unit), s.pos_lots, s.last_mid))
+            return
         eq = self._equity()
         self.guard.on_mark(t, int(round(eq * 1e6)))
         self.guard.tick(t)
@@ -578,12 +763,20 @@ class Backtest:
         self.marks.append(tuple(row))
 
     def _drain_guard(self, act: bool = True) -> None:
+        if not (self.guard.has_output or (act and self._deferred_actions)):
+            return
         ev = self.guard.drain_events()
         if ev:
             self.risk_events.extend(ev)
+        actions = self.guard.drain_actions()
         if not act:
+            # they wait for the next drain that acts, as they would in the guard (the fast path must know)
+            self._deferred_actions.extend(actions)
             return
-        for a in self.guard.drain_actions():
+        if self._deferred_actions:
+            actions = self._deferred_actions + actions
+            self._deferred_actions = []
+        for a in actions:
             targets = [a.symbol] if a.symbol is not None else list(self._syms)
             if a.kind == ActionKind.CANCEL_ALL:
                 for sym in targets:

@@ -35,7 +35,7 @@ class LocalFeed:
     """One symbol's feed as the strategy sees it: rows, their local arrival times, the local book."""
 
     def __init__(self, events: np.ndarray, feed: Latency | None, *, from_recording: bool = False,
-                 book_max_levels: int = 1 << 22) -> None:
+                 book_max_levels: int = 1 << 22, book: L2Book | None = None) -> None:
         ev = events[~np.isin(events["kind"], _NOT_FEED)]
         self.rows = ev
         n = len(ev)
@@ -56,7 +56,7 @@ class LocalFeed:
         self.msg_end = (ends + 1).astype(np.int64)  # exclusive
         self.msg_arrive_ns = arrive
         self.msg_is_trade = np.isin(ev["kind"][starts], _TRADE_KINDS) if len(starts) else np.zeros(0, bool)
-        self.book = L2Book(max_levels=book_max_levels)
+        self.book = book if book is not None else L2Book(max_levels=book_max_levels)  # the local book
         self.next_msg = 0
 
     @property

@@ -337,6 +337,32 @@ class L2Book:
         order = np.argsort(-px if side > 0 else px, kind="stable")
         return px[order], qty[order]
 
+    # -- for kernels that apply rows to this book's arrays themselves ----------------------------------------------
+    def overflow_levels(self, side: int) -> tuple[np.ndarray, np.ndarray]:
+        """The levels of one side kept outside the dense window, as (px_ticks, qty_lots), best first."""
+        far = self._far_bid if side > 0 else self._far_ask
+        px = np.fromiter(far.keys(), np.int64, len(far))
+        qty = np.fromiter(far.values(), np.int64, len(far))
+        order = np.argsort(-px if side > 0 else px, kind="stable")
+        return px[order], qty[order]
+
+    # A kernel that applies rows to this book's arrays itself and keeps the overflow levels in arrays of its own
+    # (the backtester's fast path) tells the facade what it did with these two, in order, so that the facade's
+    # maps stay the book's (``st`` is the kernel's to keep).
+    def clear_overflow(self) -> None:
+        """The kernel applied a CLEAR row (``st[ST_CLEARS]`` moved): the overflow levels go, as in :meth:`apply`."""
+        self._far_bid.clear()
+        self._far_ask.clear()
+
+    def set_overflow(self, side: int, px_ticks: int, qty_lots: int) -> None:
+        """The kernel set an overflow level (0 deletes it), as :meth:`apply` would have for a row it kept there."""
+        far = self._far_bid if side > 0 else self._far_ask
+        if qty_lots > 0:
+            far[px_ticks] = qty_lots
+        else:
+            far.pop(px_ticks, None)
+        self.far_levels += 1
+
     @property
     def crossed(self) -> bool:
         return self.top().crossed

@@ -482,6 +482,11 @@ class RiskGuard:
         s = self._syms.get(symbol)
         return s.avg_entry() if s is not None else None
 
+    @property
+    def has_output(self) -> bool:
+        """Whether events or actions wait to be drained (a runner checks this on its hot path)."""
+        return bool(self._events or self._actions)
+
     def drain_events(self) -> list[RiskEvent]:
         out, self._events = self._events, []
         return out

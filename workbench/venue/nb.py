@@ -784,7 +784,9 @@ def run_nb(cmds, start, res, out, pool, free_slots, oid_keys, oid_vals, cid_keys
                             free_slots[n_free] = o
                             n_free += 1
                             n_mk += 1
-                        o = nxt
+                            o = nxt
+                        # else the maker keeps its place with what is left: a MARKET buy capped by its balance meets
+                        # it again (its own maker fill, when STP is off, may have paid for more lots)
                     if lvl_filled > 0:
                         upd += 1
                         _level_row(out, n_out, s, i, ts, upd, -side, lpx, lv_qty[lvi])
