@@ -86,36 +86,15 @@ def bench_feed(seconds: float) -> bool:
 
 
 def _served_synthetic():
-    """The synthetic venue in a thread of this process' own, on uvloop (a child would do as well)."""
-    import uvloop
-
+    """The synthetic venue served from a thread of this process (a child process would do as well)."""
     from workbench.venue.keys import new_api_key
-    from workbench.venue.server import VenueServer
+    from workbench.venue.server import ThreadedVenue
     from workbench.venue.synthetic import SyntheticVenue
 
     venue = SyntheticVenue.default(seed=11)
     key = new_api_key(1)
-    box, ready = {}, threading.Event()
-
-    def main():
-        async def serve():
-            async with VenueServer(venue, [key]) as srv:
-                box["urls"], box["loop"], box["stop"] = srv.urls, asyncio.get_running_loop(), asyncio.Event()
-                ready.set()
-                await box["stop"].wait()
-
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as r:
-            r.run(serve())
-
-    t = threading.Thread(target=main, daemon=True)
-    t.start()
-    ready.wait(20)
-
-    def stop():
-        box["loop"].call_soon_threadsafe(box["stop"].set)
-        t.join(20)
-
-    return venue, box["urls"], key, stop
+    tv = ThreadedVenue(venue, [key]).start()
+    return venue, tv.urls, key, tv.stop
 
 
 def bench_tick_to_order(n: int) -> bool:

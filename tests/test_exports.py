@@ -38,7 +38,7 @@ PUBLIC = {
     "workbench.journal": ["Journal", "SCHEMA_VERSION", "SOURCES", "TABLES"],
     "workbench.live": ["Credentials", "Engine", "EngineConfig", "Executor", "ExecutorConfig", "FeedClient", "FeedConfig",
                        "Snapshot", "Trade"],
-    "workbench.venue.server": ["ServerConfig", "ServerFaults", "VenueClock", "VenueServer"],
+    "workbench.venue.server": ["ServerConfig", "ServerFaults", "ThreadedVenue", "VenueClock", "VenueServer"],
     "workbench.venue.protocol": [
         "ApiSession", "Faults", "Protocol", "ProtocolConfig", "RestResponse", "StreamName", "StreamSession",
         "book_ticker", "combined", "depth_levels", "depth_update", "depth_update_json", "dumps", "format_decimal",

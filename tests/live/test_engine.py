@@ -4,7 +4,6 @@ position (checked on the venue's side). Also: a strategy that raises is stopped 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
 import time
@@ -14,7 +13,7 @@ from workbench.live.executor import Credentials
 from workbench.risk import RiskConfig
 from workbench.strategy import MarketMaker, Strategy
 from workbench.venue.keys import new_api_key
-from workbench.venue.server import VenueServer
+from workbench.venue.server import ThreadedVenue
 from workbench.venue.synthetic import SyntheticVenue
 
 USER = 1
@@ -22,29 +21,12 @@ USER = 1
 
 @contextlib.contextmanager
 def served_venue(seed: int = 7):
-    """The synthetic venue served on 127.0.0.1 from a thread of its own (as `workbench venue` would, in another
-    process); stopped on exit. Yields (venue, urls, key); the venue is only read while it runs."""
+    """The synthetic venue served on 127.0.0.1 from a thread of its own; stopped on exit. Yields (venue, urls, key);
+    the venue is only read while it runs."""
     venue = SyntheticVenue.default(seed=seed)
     key = new_api_key(USER)
-    ready, box = threading.Event(), {}
-
-    def main():
-        async def serve():
-            async with VenueServer(venue, [key]) as srv:
-                box["urls"], box["loop"], box["stop"] = srv.urls, asyncio.get_running_loop(), asyncio.Event()
-                ready.set()
-                await box["stop"].wait()
-
-        asyncio.run(serve())
-
-    t = threading.Thread(target=main, daemon=True)
-    t.start()
-    assert ready.wait(20)
-    try:
-        yield venue, box["urls"], key
-    finally:
-        box["loop"].call_soon_threadsafe(box["stop"].set)
-        t.join(20)
+    with ThreadedVenue(venue, [key]) as tv:
+        yield venue, tv.urls, key
 
 
 def config(urls, key, **kw) -> EngineConfig:

@@ -59,7 +59,7 @@ from workbench.venue.api import ExecutionReport, LevelChange, TradePrint, Venue
 from workbench.venue.keys import ApiKey
 from workbench.venue.latency import DelayLine, LatencyModel
 
-__all__ = ["ServerConfig", "ServerFaults", "VenueClock", "VenueServer"]
+__all__ = ["ServerConfig", "ServerFaults", "VenueClock", "VenueServer", "ThreadedVenue"]
 
 log = logging.getLogger("workbench.venue")
 
@@ -836,3 +836,77 @@ class VenueServer:
                     else:
                         for f, d in zip(frames, delays):
                             self._push_late(c, [f], d)
+
+
+class ThreadedVenue:
+    """A :class:`VenueServer` on its own event loop (uvloop where installed) in a daemon thread: the embedded
+    exchange for a notebook, a script or a test, next to an engine in the same process.
+
+    >>> with ThreadedVenue(SyntheticVenue.default(), [key]) as tv:
+    ...     tv.urls["ws_api"]
+
+    The venue object belongs to the server's thread while it runs: read it from elsewhere only for checks
+    (balances, open orders), and change it through the server's loop (:meth:`call`).
+    """
+
+    def __init__(self, venue: Venue, keys: Sequence[ApiKey], **server_kw) -> None:
+        import threading
+
+        self.venue = venue
+        self.server: VenueServer | None = None
+        self.urls: dict[str, str] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, args=(list(keys), server_kw), name="workbench-venue",
+                                        daemon=True)
+
+    def start(self, timeout: float = 30.0) -> "ThreadedVenue":
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError("the venue server did not start in time")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop serving and end the thread. Idempotent."""
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join(timeout)
+
+    def call(self, fn: Callable[[], object], timeout: float = 10.0):
+        """Run ``fn()`` on the server's loop (e.g. a fault: ``tv.call(lambda: tv.server.disconnect_all())``)."""
+        async def run():
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
+
+    def __enter__(self) -> "ThreadedVenue":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _main(self, keys, server_kw) -> None:
+        async def serve():
+            self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+            async with VenueServer(self.venue, keys, **server_kw) as srv:
+                self.server, self.urls = srv, srv.urls
+                self._ready.set()
+                await self._stop.wait()
+
+        try:
+            try:
+                import uvloop
+
+                factory = uvloop.new_event_loop
+            except ImportError:
+                factory = asyncio.new_event_loop
+            with asyncio.Runner(loop_factory=factory) as runner:
+                runner.run(serve())
+        except BaseException as exc:  # a failed start is raised by start()
+            self._error = exc
+        finally:
+            self._ready.set()
