@@ -466,3 +466,10 @@ def test_one_event():
     assert (m.markout.tolist(), m.valid.tolist()) == ([0.0], [False])  # the horizon runs past the last mid
     a = sig.iceberg_absorption([10.0], [3.0], [-1], [10.0], [2.0], [11.0], [1.0])
     assert (a.ratio.tolist(), a.flag.tolist()) == ([1.5], [1])
+
+
+def test_vwap_after_a_dominant_trade_leaves_the_window():
+    # found by hypothesis: 1 + 3.4e-33 - 1 is 0 in floats, so removing the big trade by subtraction left a VWAP of 2
+    # for a window of two trades at 1
+    got = sig.rolling_vwap(np.array([0.0, 1.0, 1.0]), np.array([1.0, 3.3652161e-33, 3.3652161e-33]), 2)
+    assert got.vwap.tolist() == [0.0, pytest.approx(3.3652161e-33), 1.0]

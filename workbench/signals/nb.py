@@ -167,7 +167,7 @@ def rolling_vwap_update_nb(px, qty, pq_buf, q_buf, fstate, istate, vwap_out, dev
     Warm-up: the trades seen so far. When the window holds no quantity the VWAP is the current price (deviation 0);
     the bp deviation is 0 when the VWAP is 0. Prices are shifted by the first price seen so that ``px * qty`` keeps
     its digits, and the rolling sums are recomputed exactly each time the ring wraps so that add/remove rounding
-    cannot accumulate over a long stream.
+    cannot accumulate over a long stream, and whenever a trade that held most of the window leaves it.
     """
     window = pq_buf.shape[0]
     if px.shape[0] == 0:
@@ -184,10 +184,16 @@ def rolling_vwap_update_nb(px, qty, pq_buf, q_buf, fstate, istate, vwap_out, dev
     for i in range(px.shape[0]):
         d = px[i] - shift
         q = qty[i]
+        exact = False
         if n == window:
-            spq -= pq_buf[pos]
-            sq -= q_buf[pos]
-            if q_buf[pos] != 0.0:
+            old_pq = pq_buf[pos]
+            old_q = q_buf[pos]
+            # a trade that held most of the window leaving it: the difference keeps too few digits (1 + 1e-33 - 1
+            # is 0), so the sums are taken again from the window itself
+            exact = old_q > 0.5 * sq or abs(old_pq) > 0.5 * abs(spq)
+            spq -= old_pq
+            sq -= old_q
+            if old_q != 0.0:
                 nz -= 1
         else:
             n += 1
@@ -199,6 +205,12 @@ def rolling_vwap_update_nb(px, qty, pq_buf, q_buf, fstate, istate, vwap_out, dev
         if q != 0.0:
             nz += 1
         pos += 1
+        if exact and pos != window:
+            spq = 0.0
+            sq = 0.0
+            for k in range(window):
+                spq += pq_buf[k]
+                sq += q_buf[k]
         if pos == window:
             pos = 0
             spq = 0.0
