@@ -391,7 +391,14 @@ def usdm(shared_data) -> MarketData:
 
 @pytest.fixture(scope="module")
 def spot(shared_data) -> MarketData:
+    """Both spot files: one continuous stream, 10.8 minutes."""
     ins, ev = load_recording([shared_data / "binance" / "spot" / f"btcusdt_2024080{d}.gz" for d in (8, 9)])
+    return MarketData(ins, ev, "BTC", "USDT")
+
+
+@pytest.fixture(scope="module")
+def spot_0808(shared_data) -> MarketData:
+    ins, ev = load_recording([shared_data / "binance" / "spot" / "btcusdt_20240808.gz"])
     return MarketData(ins, ev, "BTC", "USDT")
 
 
@@ -403,7 +410,7 @@ PARAMS = [dict(decide_every_ms=100, half_spread_ticks=1, order_qty=0.01, max_pos
 
 @pytest.mark.parametrize("params", range(len(PARAMS)))
 @pytest.mark.parametrize("queue", [ConservativeQueue(), ProbabilisticQueue(3)], ids=repr)
-@pytest.mark.parametrize("capture", ["usdm", "spot"])
+@pytest.mark.parametrize("capture", ["usdm", "spot_0808", "spot"])
 def test_market_maker_on_the_real_captures(capture, queue, params, request):
     data = request.getfixturevalue(capture)
     res = check(lambda: MarketMaker(**PARAMS[params]), data, BacktestConfig(queue=queue, **BENCH))
