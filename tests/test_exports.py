@@ -11,7 +11,8 @@ PUBLIC = {
         "ConfigError", "DataError", "EventFlag", "EventKind", "Instrument", "Side", "TradingStatus",
         "UnrecognisedFormatError", "WorkbenchError", "empty_events", "event_dt",
     ],
-    "workbench.book": ["BookRecord", "BookSync", "Diff", "L2Book", "SyncState", "TopOfBook"],
+    "workbench.book": ["BOOK_LEVELS", "BookLevelsView", "BookRecord", "BookSync", "Diff", "L2Book", "SyncState",
+                       "TopOfBook"],
     "workbench.data": [
         "BinanceCapture", "ParquetRecorder", "ReadStats", "check_level1", "infer_instrument", "iter_equity_quotes",
         "iter_equity_ticks", "iter_equity_trades", "iter_lobster_messages", "iter_lobster_orderbook",

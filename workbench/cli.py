@@ -268,19 +268,6 @@ def _apply_fault(server, kind: str, fargs: list[str]) -> str:
     return f"fault: {kind} {' '.join(fargs)}".rstrip()
 
 
-def _run_async(coro) -> None:
-    """Run ``coro`` on uvloop where it is installed (fewer microseconds per message than asyncio's own loop)."""
-    import asyncio
-
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(coro)
-        return
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(coro)
-
-
 def cmd_venue(args) -> int:
     import asyncio
     import logging
@@ -324,7 +311,9 @@ def cmd_venue(args) -> int:
                 t.cancel()
         logging.getLogger("workbench.venue").info("stopped")
 
-    _run_async(serve())
+    from workbench.aio import run
+
+    run(serve())
     return 0
 
 

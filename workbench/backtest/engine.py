@@ -38,6 +38,7 @@ from decimal import Decimal
 
 import numpy as np
 
+from workbench.book.view import BOOK_LEVELS, BookLevelsView
 from workbench.exceptions import ConfigError
 from workbench.instrument import Instrument
 from workbench.risk import ActionKind, RiskConfig, RiskGuard
@@ -56,7 +57,6 @@ from workbench.venue.replay import ReplayVenue
 __all__ = ["BacktestConfig", "MarketData", "Backtest", "BOOK_LEVELS"]
 
 USER = 1
-BOOK_LEVELS = 10  # levels a side the guard's depth and the strategy's book views read
 # Dense book window, ticks: +-524k ticks around the touch (+-$5,240 on BTCUSDT spot) is dense, farther levels (real
 # snapshots reach $15k-$200k) live in the book's overflow map. A full-width 4 M-tick window costs 0.3 s of page
 # faults per run to lay out, a third of the budget of a re-run.
@@ -121,51 +121,6 @@ class MarketData:
         return self.instrument.symbol
 
 
-class _BookView:
-    """:class:`~workbench.strategy.base.BookView` over a local L2 book."""
-
-    __slots__ = ("_book", "_top", "_levels")
-
-    def __init__(self, book) -> None:
-        self._book = book
-        self._top = None
-        self._levels = None
-
-    def _invalidate(self) -> None:
-        self._top = self._levels = None
-
-    def top(self):
-        if self._top is None:
-            self._top = self._book.top()
-        return self._top
-
-    def best_bid_ticks(self) -> int | None:
-        return self.top().bid_px_ticks
-
-    def best_ask_ticks(self) -> int | None:
-        return self.top().ask_px_ticks
-
-    def mid_ticks(self) -> float | None:
-        t = self.top()
-        if t.bid_px_ticks is None or t.ask_px_ticks is None:
-            return None
-        return (t.bid_px_ticks + t.ask_px_ticks) / 2
-
-    def _lv(self):
-        if self._levels is None:
-            self._levels = self._book.levels(BOOK_LEVELS)
-        return self._levels
-
-    def levels(self, side: int, n: int) -> list[tuple[int, int]]:
-        lv = self._lv() if n <= BOOK_LEVELS else self._book.levels(n)
-        px, qty = (lv[0], lv[1]) if side > 0 else (lv[2], lv[3])
-        return [(int(p), int(q)) for p, q in zip(px[:n], qty[:n]) if q > 0]
-
-    def depth_lots(self, side: int, n_levels: int = BOOK_LEVELS) -> int:
-        lv = self._lv() if n_levels <= BOOK_LEVELS else self._book.levels(n_levels)
-        return int(lv[1][:n_levels].sum() if side > 0 else lv[3][:n_levels].sum())
-
-
 def _fresh_latency(model: LatencyModel, seed: int) -> LatencyModel:
     """The model with its sampled legs restarted from ``seed`` (a config reused for another run must draw the
     same delays again: a sampler carries its generator's state)."""
@@ -190,7 +145,7 @@ class _Sym:
         self.book = L2Book(max_levels=_BOOK_MAX_LEVELS)  # the local book (the strategy's view)
         self.venue: ReplayVenue | None = None   # the Python path's exchange and feed (build_python)
         self.feed: LocalFeed | None = None
-        self.view = _BookView(self.book)
+        self.view = BookLevelsView(self.book)
         self.unit = float(Decimal(data.instrument.tick_size) * Decimal(data.instrument.lot_size))  # currency/unit
         self.pos_lots = 0
         self.cash_units = 0    # cash moved by fills, notional units
@@ -225,7 +180,7 @@ class _Env:
     def instrument(self, symbol: str | None = None) -> Instrument:
         return self._sym(symbol).ins
 
-    def book(self, symbol: str | None = None) -> _BookView:
+    def book(self, symbol: str | None = None) -> BookLevelsView:
         return self._sym(symbol).view
 
     def position_lots(self, symbol: str | None = None) -> int:
@@ -420,7 +375,7 @@ class Backtest:
             if per_message:
                 rows = s.feed.apply_next()
                 self.counters["feed_messages"] += 1
-                s.view._invalidate()
+                s.view.invalidate()
                 self._book_to_guard(s, t_local)
                 if s.feed.msg_is_trade[s.feed.next_msg - 1]:
                     if strat.act_on_trade and self._strategy_on:
@@ -436,7 +391,7 @@ class Backtest:
                     if (next_timer is not None or next_mark is not None or heap) else np.iinfo(np.int64).max
                 until = max(t_local, min(bound - 1, self._next_feed_other(s, syms)))  # this message at least
                 self.counters["feed_messages"] += s.feed.apply_until(until)
-                s.view._invalidate()
+                s.view.invalidate()
                 self._book_to_guard(s, t_local)
             if bar is not None:
                 bar.update(1)
@@ -503,7 +458,7 @@ class Backtest:
                 stop_once = not stop_once
                 S[S_STOP_ONCE] = stop_once
             code = run()
-            view._top = view._levels = None  # the local book moved
+            view.invalidate()  # the local book moved
             n = int(S[S_LOG_N])
             if n:
                 rows = fm.LOG[:n].tolist()
@@ -548,8 +503,8 @@ class Backtest:
                     else:
                         timer(t)
                 if last_book is not None:  # the local book's top as the kernel left it (what L2Book.top() says)
-                    view._top = TopOfBook(last_book[2] if last_book[3] else None, last_book[3],
-                                          last_book[4] if last_book[5] else None, last_book[5])
+                    view.set_top(TopOfBook(last_book[2] if last_book[3] else None, last_book[3],
+                                          last_book[4] if last_book[5] else None, last_book[5]))
             if bar is not None:
                 k = int(S[fast_nb.S_FEED_K])
                 bar.update(k - fed)

@@ -3,5 +3,6 @@ Binance snapshot-plus-diff synchronisation (:mod:`workbench.book.sync`). No I/O 
 
 from workbench.book.book import BookRecord, L2Book, TopOfBook
 from workbench.book.sync import BookSync, Diff, SyncState
+from workbench.book.view import BOOK_LEVELS, BookLevelsView
 
-__all__ = ["BookRecord", "BookSync", "Diff", "L2Book", "SyncState", "TopOfBook"]
+__all__ = ["BOOK_LEVELS", "BookLevelsView", "BookRecord", "BookSync", "Diff", "L2Book", "SyncState", "TopOfBook"]

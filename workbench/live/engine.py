@@ -31,6 +31,7 @@ from typing import Any
 
 import orjson
 
+from workbench.book.view import BookLevelsView
 from workbench.exceptions import ConfigError
 from workbench.instrument import Instrument
 from workbench.live.executor import Credentials, Executor, ExecutorConfig
@@ -241,15 +242,10 @@ class Engine:
 
     # -- the thread ---------------------------------------------------------------------------------------------------
     def _thread_main(self) -> None:
-        try:
-            import uvloop
+        from workbench.aio import run
 
-            factory = uvloop.new_event_loop
-        except ImportError:
-            factory = asyncio.new_event_loop
         try:
-            with asyncio.Runner(loop_factory=factory) as runner:
-                runner.run(self._main())
+            run(self._main())
         except BaseException as exc:  # a start that failed is raised by start(); later ones are in last_error
             if not self._started.is_set():
                 self._start_error = exc
@@ -278,9 +274,7 @@ class Engine:
         self.executor = Executor(ExecutorConfig(ws_api_url=cfg.ws_api), cfg.credentials, self.instruments,
                                  self.orders, on_order=self._on_order, on_fill=self._on_fill,
                                  on_status=self._on_exec_status)
-        from workbench.backtest.engine import _BookView  # the same view of a book the backtests give
-
-        self._views = {s: _BookView(self.feed.book(s)) for s in cfg.symbols}
+        self._views = {s: BookLevelsView(self.feed.book(s)) for s in cfg.symbols}
         self._tasks = [asyncio.create_task(self.feed.run(), name="engine-feed"),
                        asyncio.create_task(self.executor.run(), name="engine-executor")]
         await asyncio.wait_for(self.executor.ready.wait(), 30)
@@ -366,7 +360,7 @@ class Engine:
         view = self._views.get(symbol)
         if view is None:
             return
-        view._invalidate()
+        view.invalidate()
         now = time.time_ns()
         self.env.now_ns = now
         top = view.top()

@@ -810,17 +810,7 @@ class VenueServer:
         return False
 
     def _publish(self, stream: str, payload: str) -> None:
-        lat = self._lat
-        delay = lat.feed.draw_ns() if lat is not None else 0
-        for c in self._clients:
-            s = c.stream
-            if s is not None:
-                frame = s.frame(stream, payload)
-                if frame is not None:
-                    if lat is None:
-                        c.push(frame)
-                    else:
-                        self._push_late(c, [frame], delay)
+        self._publish_many(stream, [payload])
 
     def _publish_many(self, stream: str, payloads: list[str]) -> None:
         """:meth:`_publish` of each payload (the same frames to each client, in order)."""
@@ -897,15 +887,10 @@ class ThreadedVenue:
                 self._ready.set()
                 await self._stop.wait()
 
-        try:
-            try:
-                import uvloop
+        from workbench.aio import run
 
-                factory = uvloop.new_event_loop
-            except ImportError:
-                factory = asyncio.new_event_loop
-            with asyncio.Runner(loop_factory=factory) as runner:
-                runner.run(serve())
+        try:
+            run(serve())
         except BaseException as exc:  # a failed start is raised by start()
             self._error = exc
         finally:
