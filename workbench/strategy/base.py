@@ -78,6 +78,11 @@ class Strategy:
         ms = self.params.as_dict().get("decide_every_ms")
         return None if not ms else int(ms * 1_000_000)
 
+    def compiled(self, lot_size: float):
+        """The strategy's decision rule as a kernel for the backtester's compiled path, or None (the default: the
+        Python callbacks run). See :meth:`workbench.strategy.MarketMaker.compiled`."""
+        return None
+
     def set_params(self, ts_ns: int, source: str = "user", **values) -> list[ParamChange]:
         return self.params.set(ts_ns, source, **values)
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from workbench.strategy.base import Env, Strategy
-from workbench.strategy.orders import OrderState, OwnOrder
+from workbench.strategy.nb import mm_decide_nb
 from workbench.strategy.params import Param
 
 __all__ = ["MarketMaker"]
@@ -17,6 +19,9 @@ class MarketMaker(Strategy):
     more fill would take the position beyond ``max_position`` orders. Each decision keeps an acknowledged quote that
     sits exactly at its target, cancels every other one with no request in flight, and sends a new quote for each
     side that is on and has none (the same rules as the side-by-side benchmark against hftbacktest).
+
+    The rule itself is :func:`workbench.strategy.nb.mm_decide_nb`, which this object calls on each decision and the
+    backtester's compiled path calls from its kernel (:meth:`compiled`): one rule for live and backtest.
     """
 
     name = "market_maker"
@@ -39,27 +44,45 @@ class MarketMaker(Strategy):
     def on_book(self, env: Env, symbol: str) -> None:
         self.requote(env)
 
+    def lots(self, env: Env) -> int:
+        """``order_qty`` in lots of the instrument (at least 1)."""
+        return max(int(round(self.params.order_qty / float(env.instrument().lot_size))), 1)
+
     def requote(self, env: Env) -> None:
         p = self.params
         book = env.book()
         bid, ask = book.best_bid_ticks(), book.best_ask_ticks()
         if bid is None or ask is None:
             return
-        lot = float(env.instrument().lot_size)
-        q = max(int(round(p.order_qty / lot)), 1)
-        pos = env.position_lots()
-        skew = int(round(p.skew_ticks * pos / q))
-        targets = {1: bid - p.half_spread_ticks - skew, -1: ask + p.half_spread_ticks - skew}
-        on = {1: pos + q <= p.max_position * q, -1: pos - q >= -p.max_position * q}
-        kept: dict[int, OwnOrder] = {}
-        for o in env.open_orders():
-            if o.state in (OrderState.PENDING_NEW, OrderState.PENDING_CANCEL):
-                continue  # a request in flight: leave it alone
-            if on[o.side] and o.px_ticks == targets[o.side] and o.side not in kept:
-                kept[o.side] = o
-            else:
+        q = self.lots(env)
+        opens = env.open_orders()
+        n = len(opens)
+        cancel = np.empty(n, np.int64)
+        send_bid, px_bid, send_ask, px_ask = mm_decide_nb(
+            bid, ask, env.position_lots(), q, p.half_spread_ticks, p.skew_ticks, p.max_position,
+            np.array([o.side for o in opens], np.int64), np.array([o.px_ticks for o in opens], np.int64),
+            np.array([int(o.state) for o in opens], np.int64), n, cancel)
+        for o, c in zip(opens, cancel.tolist()):
+            if c:
                 env.cancel(o)
-        busy = {o.side for o in env.open_orders() if o.state is OrderState.PENDING_NEW}
-        for side in (1, -1):
-            if on[side] and side not in kept and side not in busy:
-                env.limit(side, q, targets[side], post_only=True, tag="bid" if side > 0 else "ask")
+        if send_bid:
+            env.limit(1, q, int(px_bid), post_only=True, tag="bid")
+        if send_ask:
+            env.limit(-1, q, int(px_ask), post_only=True, tag="ask")
+
+    def compiled(self, lot_size: float) -> tuple[int, np.ndarray, np.ndarray] | None:
+        """What the backtester's compiled path runs instead of the callbacks: ``(kind, int params, float
+        params)`` for :func:`~workbench.strategy.nb.mm_decide_nb`, or None when a subclass changed a callback (its
+        own code must run, so the Python paths take it). ``lot_size``: the instrument's, as a float."""
+        cls = type(self)
+        for name in ("on_start", "on_timer", "on_book", "on_trade", "on_order", "on_fill", "on_params", "on_stop",
+                     "requote", "lots"):
+            if getattr(cls, name) is not getattr(MarketMaker, name):
+                return None
+        p = self.params
+        q = max(int(round(p.order_qty / lot_size)), 1)
+        return STRAT_MM, np.array([q, p.half_spread_ticks, p.max_position], np.int64), np.array([p.skew_ticks])
+
+
+#: :meth:`MarketMaker.compiled`'s kind (the compiled backtest's dispatch)
+STRAT_MM = 1
