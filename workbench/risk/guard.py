@@ -83,6 +83,52 @@ RESUME = "resume"      # the event of a lifted halt
 INVALID = "invalid"    # a malformed order (side not +-1, size not a positive integer)
 
 
+# -- the reasons' words, one writer each: the guard below and the compiled guard's log
+# (workbench.risk.compiled.events_from_log) both write them here, from the same numbers
+def _why_drawdown(dd: float, lim: float, peak: int, eq: int) -> str:
+    return f"daily drawdown {dd * 100:.2f} % >= {lim * 100:.2f} % from the day's peak {peak:,} (equity {eq:,})"
+
+
+def _why_hourly(loss: float, lim: float, eq: int, ref: int, age_ns: int) -> str:
+    return (f"loss over the last hour {loss * 100:.2f} % >= {lim * 100:.2f} % "
+            f"(equity {eq:,} vs {ref:,} {age_ns / 1e9:.0f} s ago)")
+
+
+def _why_stale(name: str, had_book: bool, age: int, stale_ns: int) -> str:
+    what = "no book update" if had_book else "no book yet"
+    return f"{name}: {what} for {age / 1e6:.1f} ms > {stale_ns / 1e6:.1f} ms"
+
+
+def _why_fresh(name: str, age: int) -> str:
+    return f"{name}: book updated after {age / 1e6:.1f} ms"
+
+
+def _why_one_sided(name: str, bid: int | None, ask: int | None) -> str:
+    return f"{name}: one-sided book (bid {bid}, ask {ask})"
+
+
+def _why_widened(name: str, spread: int, x: float, median, ratio: float) -> str:
+    return f"{name}: spread {spread} ticks > {x:g} x its median {median:g} ticks ({ratio:.2f} x)"
+
+
+def _why_narrowed(name: str, spread: int, x: float, med) -> str:
+    return f"{name}: spread {spread} ticks back within {x:g} x its median {'%g' % med if med else 'n/a'} ticks"
+
+
+def _why_stopped(name: str, pos: int, px: int, adverse: float, avg: float, stop: int) -> str:
+    if pos > 0:
+        what, word = f"long {pos} lots: best bid {px}", "below"
+    else:
+        what, word = f"short {-pos} lots: best ask {px}", "above"
+    return f"{name} {what} is {adverse:g} ticks {word} the average entry {avg:,.2f} (stop {stop} ticks)"
+
+
+def _why_concentrated(name: str, after_abs: int, frac: float, side: int, depth: int, cap: int) -> str:
+    book_side = "bid" if side > 0 else "ask"
+    return (f"{name}: |position| after the order {after_abs} lots > {frac * 100:g} % of the "
+            f"{book_side} depth {depth} lots (cap {cap})")
+
+
 class GuardState(IntEnum):
     ACTIVE = 0
     REDUCING = 1
@@ -333,16 +379,14 @@ class RiskGuard:
             if dd >= self.config.max_daily_drawdown_frac and not self._dd_tripped:
                 self._dd_tripped = True
                 lim = self.config.max_daily_drawdown_frac
-                self._halt(ts_ns, DAILY_DRAWDOWN, f"daily drawdown {dd * 100:.2f} % >= {lim * 100:.2f} % from the "
-                           f"day's peak {peak:,} (equity {eq:,})", dd, lim)
+                self._halt(ts_ns, DAILY_DRAWDOWN, _why_drawdown(dd, lim, peak, eq), dd, lim)
         ref_ns, ref = marks[0]
         if ref > 0:
             loss = self._hour_loss = (ref - eq) / ref
             if loss >= self.config.max_hourly_loss_frac and not self._hour_tripped:
                 self._hour_tripped = True
                 lim = self.config.max_hourly_loss_frac
-                self._halt(ts_ns, HOURLY_LOSS, f"loss over the last hour {loss * 100:.2f} % >= {lim * 100:.2f} % "
-                           f"(equity {eq:,} vs {ref:,} {(ts_ns - ref_ns) / 1e9:.0f} s ago)", loss, lim,
+                self._halt(ts_ns, HOURLY_LOSS, _why_hourly(loss, lim, eq, ref, ts_ns - ref_ns), loss, lim,
                            disable_key=True)
 
     def on_rate(self, ts_ns: int, usage: Mapping[str, tuple[int, int]]) -> None:
@@ -575,8 +619,7 @@ class RiskGuard:
         s.stale = True
         self._n_paused += 1
         age = ts_ns - ref_ns
-        what = "no book update" if s.last_book_ns is not None else "no book yet"
-        reason = f"{s.name}: {what} for {age / 1e6:.1f} ms > {self._stale_ns / 1e6:.1f} ms"
+        reason = _why_stale(s.name, s.last_book_ns is not None, age, self._stale_ns)
         self._actions.append(GuardAction(ActionKind.CANCEL_ALL, s.name, reason))
         self._transition(ts_ns, STALE, reason, age, self._stale_ns)
 
@@ -585,7 +628,7 @@ class RiskGuard:
         self._n_paused -= 1
         ref = s.last_book_ns if s.last_book_ns is not None else s.seen_ns
         age = ts_ns - ref if ref is not None else 0
-        self._transition(ts_ns, STALE, f"{s.name}: book updated after {age / 1e6:.1f} ms", age, self._stale_ns)
+        self._transition(ts_ns, STALE, _why_fresh(s.name, age), age, self._stale_ns)
 
     def _sample(self, s: _Sym, ts_ns: int, sp: int) -> None:
         s.next_sample_ns = ts_ns + self._sample_ns
@@ -606,19 +649,17 @@ class RiskGuard:
         s.wide = True
         self._n_paused += 1
         if s.spread is None:
-            self._transition(ts_ns, SPREAD, f"{s.name}: one-sided book (bid {s.bid}, ask {s.ask})", inf, self._x)
+            self._transition(ts_ns, SPREAD, _why_one_sided(s.name, s.bid, s.ask), inf, self._x)
         else:
             ratio = s.spread / s.median
-            self._transition(ts_ns, SPREAD, f"{s.name}: spread {s.spread} ticks > {self._x:g} x its median "
-                             f"{s.median:g} ticks ({ratio:.2f} x)", ratio, self._x)
+            self._transition(ts_ns, SPREAD, _why_widened(s.name, s.spread, self._x, s.median, ratio), ratio, self._x)
 
     def _narrow(self, s: _Sym, ts_ns: int) -> None:
         s.wide = False
         self._n_paused -= 1
         med = s.median
         ratio = s.spread / med if med else 0.0
-        self._transition(ts_ns, SPREAD, f"{s.name}: spread {s.spread} ticks back within {self._x:g} x its median "
-                         f"{'%g' % med if med else 'n/a'} ticks", ratio, self._x)
+        self._transition(ts_ns, SPREAD, _why_narrowed(s.name, s.spread, self._x, med), ratio, self._x)
 
     def _pause_cause(self) -> tuple[str, str]:
         for s in self._syms.values():
@@ -642,16 +683,13 @@ class RiskGuard:
             px = s.bid
             if px is None or px > s.stop_px:
                 return
-            what, word = f"long {s.pos} lots: best bid {px}", "below"
         else:
             px = s.ask
             if px is None or px < s.stop_px:
                 return
-            what, word = f"short {-s.pos} lots: best ask {px}", "above"
         s.stopped = True
         adverse = s.adverse_ticks()
-        reason = (f"{s.name} {what} is {adverse:g} ticks {word} the average entry {s.num / s.den:,.2f} "
-                  f"(stop {self._stop} ticks)")
+        reason = _why_stopped(s.name, s.pos, px, adverse, s.num / s.den, self._stop)
         self._actions.append(GuardAction(ActionKind.CANCEL_ALL, s.name, reason))
         self._actions.append(GuardAction(ActionKind.FLATTEN, s.name, reason))
         self._transition(ts_ns, TRADE_STOP, reason, adverse, self._stop)
@@ -659,10 +697,8 @@ class RiskGuard:
     def _concentration(self, ts_ns: int, s: _Sym, side: int, qty_lots: int, depth: int, cap: int,
                        room: int) -> Verdict:
         after = s.pos + side * qty_lots
-        book_side = "bid" if side > 0 else "ask"
         value = abs(after) / depth if depth > 0 else inf
-        head = (f"{s.name}: |position| after the order {abs(after)} lots > {self._depth_frac * 100:g} % of the "
-                f"{book_side} depth {depth} lots (cap {cap})")
+        head = _why_concentrated(s.name, abs(after), self._depth_frac, side, depth, cap)
         if self._resize and room > 0:
             reason = f"{head}: resized {qty_lots} -> {room}"
             self._transition(ts_ns, CONCENTRATION, reason, value, self._depth_frac)
