@@ -46,6 +46,7 @@ from workbench.strategy.base import Strategy
 from workbench.strategy.orders import OrderBook, OrderState, OwnOrder
 from workbench.strategy.params import ParamChange
 from workbench.backtest import nb as fast_nb
+from workbench.backtest.compiled import Bail, CompiledRun, compiled_reason
 from workbench.backtest.fast import FastMarket, fast_path_reason
 from workbench.backtest.feed import LocalFeed
 from workbench.book.book import L2Book, TopOfBook
@@ -81,6 +82,9 @@ class BacktestConfig:
     progress : a tqdm progress bar over the recording.
     fast : the numba fast path (:mod:`workbench.backtest.fast`): None uses it whenever it applies, True insists
         (ConfigError, with the reason, when it does not apply), False never uses it. Results are the same.
+    compiled : the compiled path (:mod:`workbench.backtest.compiled`: the fast path with the strategy, the guard and
+        the orders in the kernel too, for a strategy that offers a kernel): None whenever it applies, True insists,
+        False never. Results are the same.
     """
 
     latency: LatencyModel = field(default_factory=lambda: LatencyModel.constant(1_000_000, 1_000_000))
@@ -95,6 +99,7 @@ class BacktestConfig:
     end_ns: int | None = None
     progress: bool = False
     fast: bool | None = None
+    compiled: bool | None = None
 
     def __post_init__(self) -> None:
         if self.mark_every_ns <= 0:
@@ -278,8 +283,10 @@ class Backtest:
         self._wall_s = 0.0
         self._fm: FastMarket | None = None
         self._fm_slot: dict[str, int] = {}          # client order id -> the fast path's order slot
-        self.path: str | None = None               # "fast" or "python", once run
+        self._cr: CompiledRun | None = None         # the compiled path's run
+        self.path: str | None = None               # "compiled", "fast" or "python", once run
         self.fast_path_reason: str | None = None   # why the fast path did not apply
+        self.compiled_reason: str | None = None    # why the compiled path did not apply
 
     # -- public --------------------------------------------------------------------------------------------------------
     def set_params(self, **values) -> list[ParamChange]:
@@ -296,7 +303,13 @@ class Backtest:
 
         t0 = time.perf_counter()
         self._choose_path()
-        if self._fm is not None:
+        if self._cr is not None:
+            try:
+                self._loop_compiled()
+            except Bail as exc:  # rare: run it again on the fast path, from the start
+                self._restart(f"the compiled path gave up: {exc}")
+                self._loop_fast()
+        elif self._fm is not None:
             self._loop_fast()
         else:
             self._loop()
@@ -423,11 +436,41 @@ class Backtest:
                 self._fm.S[fast_nb.S_STOP_AT_ANSWER] = stop or reacts
             if self._fm is None and cfg.fast:
                 raise ConfigError(f"the fast path does not apply: {reason}")
+        self._cr = None
+        self.compiled_reason = reason if reason is not None else compiled_reason(self)
+        if self._fm is not None and self.compiled_reason is None:
+            self._cr = CompiledRun(self, self._fm)
+        elif cfg.compiled:
+            raise ConfigError(f"the compiled path does not apply: {self.compiled_reason}")
         self.fast_path_reason = reason
-        self.path = "fast" if self._fm is not None else "python"
+        self.path = "compiled" if self._cr is not None else "fast" if self._fm is not None else "python"
         if self._fm is None:
             for s in self._syms.values():
                 s.build_python()
+
+    def _restart(self, why: str) -> None:
+        """Back to the state before the run, on the fast path (the compiled path gave up)."""
+        changes, log = self.param_changes, self.log
+        self.__init__(self.strategy, [s.data for s in self._syms.values()], replace(self.config, compiled=False))
+        self.param_changes, self.log = changes, log
+        self._choose_path()
+        self.compiled_reason = why
+        if self._fm is None:  # pragma: no cover - the fast path applied a moment ago
+            raise RuntimeError(why)
+
+    def _loop_compiled(self) -> None:
+        """:meth:`_loop_fast` in one kernel (:mod:`workbench.backtest.compiled`); then the run's totals."""
+        fm, cr, s = self._fm, self._cr, self._first
+        timer_ns = self.strategy.timer_ns
+        if fm.n_messages == 0:
+            return
+        start = int(fm.FD[2, 0])
+        fm.start(start + timer_ns if timer_ns else None, start, timer_ns, self.config.mark_every_ns)
+        cr.run(start, timer_ns)
+        self.env.now_ns = int(cr.C[fast_nb.C_NOW])
+        s.pos_lots, s.cash_units, s.fee_units, s.last_mid = cr.position()
+        self.counters.update(cr.counters())
+        self.risk_events = cr.risk_events()
 
     def _loop_fast(self) -> None:
         """:meth:`_loop` with the market in :func:`workbench.backtest.nb.run_nb`: this replays what it logged."""

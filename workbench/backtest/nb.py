@@ -44,6 +44,8 @@ import numpy as np
 from numba import njit
 
 from workbench.book import nb as book_nb
+from workbench.risk import nb as risk_nb
+from workbench.strategy import nb as strat_nb
 from workbench.enums import (
     F_BATCH_END,
     F_CLEAR,
@@ -61,7 +63,7 @@ from workbench.enums import (
 
 __all__ = [
     "prepare_nb", "queue_join_nb", "queue_trade_nb", "queue_level_nb", "prob_behind_nb",
-    "commission_nb", "run_nb",
+    "commission_nb", "run_nb", "run_compiled_nb",
 ]
 
 NONE = np.iinfo(np.int64).min
@@ -1415,3 +1417,421 @@ def run_nb(ev, V, FD, xbid, xask, xst, lbid, lask, lst, FAR, FLOG, S, P, ORD, OR
         _log_book(S, LOG, lbid, lask, lst, FAR, t_local)
         if S[S_STOP_AT_BOOK] != 0 or S[S_STOP_ONCE] != 0:
             return RUN_PYTHON
+
+
+# =====================================================================================================================
+# the compiled runner: the strategy, the risk guard and the order state machine in the kernel too
+# =====================================================================================================================
+# :func:`run_compiled_nb` is Backtest._loop_fast with everything it does in Python done here: it calls run_nb and
+# replays its log as _loop_fast does (the guard's kernels of workbench.risk.nb for RiskGuard, the strategy's kernel
+# for its callbacks, the order state machine of workbench.strategy.orders on arrays), so that Python is needed only
+# for the books' facades (RUN_NEED_BOOK / RUN_NEED_SPACE, passed on) and to grow buffers (RUN_GROW). Results are
+# logged in arrays (fills, marks, orders, the guard's events) and turned into frames once, at the end
+# (workbench.backtest.compiled).
+RUN_GROW = 10       # a buffer of the runner is short: the driver grows them all and calls again
+RUN_ERR_PAST = 11   # the kernel ran past a book update or an answer that sent an order (a bug: _loop_fast raises)
+RUN_BAIL = 12       # the guard's kernels left their exact range: run this backtest on another path
+
+# C: the runner's state
+C_NOW = 0            # env.now_ns
+C_POS = 1            # position, lots
+C_CASH = 2           # cash moved by fills, notional units
+C_FEE = 3
+C_N_ORDERS = 4       # orders submitted (slots used)
+C_N_OPEN = 5         # open orders, OPEN[:n] in submission order
+C_N_DEF = 6          # deferred guard actions, DEF[:n]
+C_N_FILLS = 7
+C_N_MARKS = 8
+C_N_PUSHED = 9
+C_ENTRY_LAST = 10    # the entry link's last due time
+C_ENTRY_NS = 11      # order-entry latency
+C_TIMER_NS = 12
+C_IN_LOG = 13        # 1: the log of the last run_nb call is being replayed, from entry C_LOG_I
+C_LOG_I = 14
+C_LAST_CODE = 15     # what that call returned
+C_DECISIONS = 16     # counters, as Backtest.counters
+C_ORDERS_SENT = 17
+C_ORDERS_REFUSED = 18
+C_CANCELS_SENT = 19
+C_GUARD_ORDERS = 20
+C_REPORTS = 21
+C_STRATEGY = 22      # the strategy's kernel (workbench.strategy.market_making.STRAT_MM)
+C_DONE = 23
+C_SIZE = 32
+# CF: floats
+CF_INITIAL_CASH = 0
+CF_UNIT = 1          # quote currency per notional unit
+CF_LAST_MID = 2      # ticks; NaN: None
+CF_SIZE = 4
+# OS: the local order state machine, one row per order (slot)
+OS_STATE, OS_FILLED, OS_QUOTE, OS_FEE, OS_OID, OS_CREATED, OS_UPDATED, OS_REASON, OS_TAG = 0, 1, 2, 3, 4, 5, 6, 7, 8
+OS_SIDE, OS_TYPE, OS_TIF, OS_QTY, OS_PX = 9, 10, 11, 12, 13
+OS_W = 14
+# OrderState values, and their ranks (workbench.strategy.orders._RANK)
+OST_PENDING_NEW, OST_NEW, OST_PARTIAL, OST_PENDING_CANCEL = 0, 1, 2, 7
+# tags
+TAG_NONE, TAG_BID, TAG_ASK, TAG_GUARD = 0, 1, 2, 3
+# FL: fills (t, exchange ts, side, px, qty, commission, is_maker, slot, order id, tag); FLF: the local mid (NaN: None)
+FL_T, FL_TS, FL_SIDE, FL_PX, FL_QTY, FL_COMM, FL_MAKER, FL_SLOT, FL_OID, FL_TAG = range(10)
+FL_W = 10
+# MKL: marks (t, position); MKF: (equity, cash, mid; NaN: None)
+# strategy kernels
+STRAT_MM = 1
+
+
+@njit(cache=True)
+def _st_terminal(st):
+    return st == ST_FILLED or st == ST_CANCELED or st == ST_REJECTED or st == ST_EXPIRED
+
+
+@njit(cache=True)
+def _st_rank(st):
+    if st == OST_PENDING_NEW:
+        return 0
+    if st == OST_NEW:
+        return 1
+    if st == OST_PARTIAL or st == OST_PENDING_CANCEL:
+        return 2
+    return 9
+
+
+@njit(cache=True)
+def _os_set(C, OS, OPEN, o, state, ts):
+    """OrderBook._set."""
+    OS[o, OS_STATE] = state
+    if ts > OS[o, OS_UPDATED]:
+        OS[o, OS_UPDATED] = ts
+    if _st_terminal(state):
+        n = C[C_N_OPEN]
+        for k in range(n):
+            if OPEN[k] == o:
+                for m in range(k, n - 1):
+                    OPEN[m] = OPEN[m + 1]
+                C[C_N_OPEN] = n - 1
+                break
+
+
+@njit(cache=True)
+def _os_apply(C, OS, OPEN, o, state, ts, filled, quote, fee, oid, reason):
+    """OrderBook.apply (``filled`` < 0: not given); returns whether anything changed."""
+    changed = False
+    if oid != 0 and OS[o, OS_OID] == 0:
+        OS[o, OS_OID] = oid
+        changed = True
+    if filled >= 0 and filled > OS[o, OS_FILLED]:
+        OS[o, OS_FILLED] = filled
+        OS[o, OS_QUOTE] = quote
+        changed = True
+    if fee != 0:
+        OS[o, OS_FEE] += fee
+        changed = True
+    if reason != 0 and OS[o, OS_REASON] == 0:
+        OS[o, OS_REASON] = reason
+    cur = OS[o, OS_STATE]
+    if not _st_terminal(cur):
+        new = state
+        if new == OST_NEW and OS[o, OS_FILLED] != 0:
+            new = OST_PARTIAL
+        if _st_terminal(new) or _st_rank(new) > _st_rank(cur):
+            _os_set(C, OS, OPEN, o, new, ts)
+            changed = True
+    if changed and ts > OS[o, OS_UPDATED]:
+        OS[o, OS_UPDATED] = ts
+    return changed
+
+
+@njit(cache=True)
+def _rt_push_entry(C, S, EQ, kind, slot):
+    """FastMarket._push_entry (the driver made room before the log entry)."""
+    due = C[C_NOW] + C[C_ENTRY_NS]
+    if due < C[C_ENTRY_LAST]:
+        due = C[C_ENTRY_LAST]
+    C[C_ENTRY_LAST] = due
+    seq = S[S_SEQ] + 1
+    S[S_SEQ] = seq
+    tail = S[S_EQ_TAIL]
+    EQ[tail, 0] = due
+    EQ[tail, 1] = seq
+    EQ[tail, 2] = kind
+    EQ[tail, 3] = slot
+    S[S_EQ_TAIL] = tail + 1
+    C[C_N_PUSHED] += 1
+
+
+@njit(cache=True)
+def _rt_cancel(C, S, OS, OPEN, EQ, o):
+    """Backtest._cancel: OrderBook.cancel_sent, then the cancel goes out."""
+    isopen = False
+    for k in range(C[C_N_OPEN]):
+        if OPEN[k] == o:
+            isopen = True
+            break
+    if not isopen or OS[o, OS_STATE] == OST_PENDING_CANCEL:
+        return False
+    _os_set(C, OS, OPEN, o, OST_PENDING_CANCEL, C[C_NOW])
+    C[C_CANCELS_SENT] += 1
+    _rt_push_entry(C, S, EQ, EX_CANCEL, o)
+    return True
+
+
+@njit(cache=True)
+def _rt_send(C, S, OS, OPEN, EQ, ORD, DEF, G, EV, EVF, ACT, side, typ, qty, px, tif, tag, from_guard):
+    """Backtest._send: the guard's verdict, then OrderBook.submit and the order goes out. Returns the slot or -1."""
+    now = C[C_NOW]
+    ok, q = risk_nb.guard_check_order_nb(G, EV, EVF, ACT, now, side, qty, from_guard)
+    _rt_drain(C, S, OS, OPEN, EQ, ORD, DEF, G, EV, EVF, ACT, False)
+    if not ok or q <= 0:
+        C[C_ORDERS_REFUSED] += 1
+        return -1
+    o = C[C_N_ORDERS]
+    C[C_N_ORDERS] = o + 1
+    OS[o, OS_STATE] = OST_PENDING_NEW
+    OS[o, OS_FILLED] = 0
+    OS[o, OS_QUOTE] = 0
+    OS[o, OS_FEE] = 0
+    OS[o, OS_OID] = 0
+    OS[o, OS_CREATED] = now
+    OS[o, OS_UPDATED] = now
+    OS[o, OS_REASON] = 0
+    OS[o, OS_TAG] = tag
+    OS[o, OS_SIDE] = side
+    OS[o, OS_TYPE] = typ
+    OS[o, OS_TIF] = tif
+    OS[o, OS_QTY] = q
+    OS[o, OS_PX] = px
+    OPEN[C[C_N_OPEN]] = o
+    C[C_N_OPEN] += 1
+    if from_guard:
+        C[C_GUARD_ORDERS] += 1
+    else:
+        C[C_ORDERS_SENT] += 1
+    ORD[o, O_SIDE] = side
+    ORD[o, O_TYPE] = typ
+    ORD[o, O_TIF] = tif
+    ORD[o, O_QTY] = q
+    ORD[o, O_PX] = px
+    _rt_push_entry(C, S, EQ, EX_PLACE, o)
+    return o
+
+
+@njit(cache=True)
+def _rt_drain(C, S, OS, OPEN, EQ, ORD, DEF, G, EV, EVF, ACT, act):
+    """Backtest._drain_guard: the guard's actions, deferred while an order is checked, carried out at the next drain
+    that acts (events need no draining: they stay in the guard's log, in order)."""
+    n = G[risk_nb.G_ACT_N]
+    if not act:
+        for k in range(n):
+            DEF[C[C_N_DEF] + k] = ACT[k]
+        C[C_N_DEF] += n
+        G[risk_nb.G_ACT_N] = 0
+        return
+    nd = C[C_N_DEF]
+    if n == 0 and nd == 0:
+        return
+    todo = np.empty(nd + n, np.int64)
+    for k in range(nd):
+        todo[k] = DEF[k]
+    for k in range(n):
+        todo[nd + k] = ACT[k]
+    C[C_N_DEF] = 0
+    G[risk_nb.G_ACT_N] = 0
+    for a in todo:
+        if a != risk_nb.A_CANCEL_ALL and a != risk_nb.A_FLATTEN:
+            continue  # DISABLE_KEY: a backtest signs nothing
+        m = C[C_N_OPEN]
+        snap = OPEN[:m].copy()
+        for o in snap:
+            if OS[o, OS_TAG] != TAG_GUARD:
+                _rt_cancel(C, S, OS, OPEN, EQ, o)
+        if a == risk_nb.A_FLATTEN:
+            in_flight = 0
+            for k in range(C[C_N_OPEN]):
+                o = OPEN[k]
+                if OS[o, OS_TAG] == TAG_GUARD:
+                    in_flight += OS[o, OS_SIDE] * (OS[o, OS_QTY] - OS[o, OS_FILLED])
+            need = -(C[C_POS] + in_flight)
+            if need != 0:
+                _rt_send(C, S, OS, OPEN, EQ, ORD, DEF, G, EV, EVF, ACT, 1 if need > 0 else -1, T_MARKET, abs(need), 0,
+                         TIF_IOC, TAG_GUARD, True)
+
+
+@njit(cache=True)
+def _rt_decide(C, S, SP, SPF, OS, OPEN, EQ, ORD, DEF, G, EV, EVF, ACT, XS, lbid, lask, lst, FAR):
+    """The strategy's decision (on_timer): its kernel on the local book, the position and the open orders."""
+    bpx, bq, apx, aq = _top(lbid, lask, lst, FAR, S, 2)
+    bid = bpx if bq != 0 else NONE
+    ask = apx if aq != 0 else NONE
+    n = C[C_N_OPEN]
+    for k in range(n):
+        o = OPEN[k]
+        XS[0, k] = OS[o, OS_SIDE]
+        XS[1, k] = OS[o, OS_PX]
+        XS[2, k] = OS[o, OS_STATE]
+    snap = OPEN[:n].copy()
+    q = SP[0]
+    send_bid, px_bid, send_ask, px_ask = strat_nb.mm_decide_nb(bid, ask, C[C_POS], q, SP[1], SPF[0], SP[2], XS[0],
+                                                               XS[1], XS[2], n, XS[3])
+    for k in range(n):
+        if XS[3, k] != 0:
+            _rt_cancel(C, S, OS, OPEN, EQ, snap[k])
+    if send_bid:
+        _rt_send(C, S, OS, OPEN, EQ, ORD, DEF, G, EV, EVF, ACT, 1, T_MAKER, q, px_bid, TIF_GTC, TAG_BID, False)
+    if send_ask:
+        _rt_send(C, S, OS, OPEN, EQ, ORD, DEF, G, EV, EVF, ACT, -1, T_MAKER, q, px_ask, TIF_GTC, TAG_ASK, False)
+
+
+@njit(cache=True)
+def _rt_timer(C, S, SP, SPF, OS, OPEN, EQ, ORD, DEF, G, GF, EV, EVF, ACT, XS, lbid, lask, lst, FAR, t):
+    """Backtest._timer."""
+    C[C_DECISIONS] += 1
+    risk_nb.guard_tick_nb(G, GF, EV, EVF, ACT, t)
+    _rt_drain(C, S, OS, OPEN, EQ, ORD, DEF, G, EV, EVF, ACT, True)
+    _rt_decide(C, S, SP, SPF, OS, OPEN, EQ, ORD, DEF, G, EV, EVF, ACT, XS, lbid, lask, lst, FAR)
+
+
+@njit(cache=True)
+def _rt_mark(C, CF, S, OS, OPEN, EQ, ORD, DEF, G, GF, GMK, EV, EVF, ACT, MKL, MKF):
+    """Backtest._mark for one symbol: equity at the local mid, the guard's equity rules, a row of the curve."""
+    t = C[C_NOW]
+    mid = CF[CF_LAST_MID]
+    m = 0.0 if math.isnan(mid) else mid
+    eq = CF[CF_INITIAL_CASH] + (C[C_CASH] + C[C_POS] * m) * CF[CF_UNIT]
+    risk_nb.guard_on_mark_nb(G, GF, GMK, EV, EVF, ACT, t, np.int64(np.rint(eq * 1e6)))
+    risk_nb.guard_tick_nb(G, GF, EV, EVF, ACT, t)
+    _rt_drain(C, S, OS, OPEN, EQ, ORD, DEF, G, EV, EVF, ACT, True)
+    k = C[C_N_MARKS]
+    C[C_N_MARKS] = k + 1
+    MKL[k, 0] = t
+    MKL[k, 1] = C[C_POS]
+    MKF[k, 0] = eq
+    MKF[k, 1] = CF[CF_INITIAL_CASH] + (0 + C[C_CASH] * CF[CF_UNIT])
+    MKF[k, 2] = mid
+
+
+@njit(cache=True)
+def _rt_room(C, S, OS, EQ, FL, MKL, EV, DEF):
+    """Room for one log entry's worth of orders, fills, marks and events; False: the driver must grow."""
+    if C[C_N_ORDERS] + 8 > OS.shape[0] or C[C_N_FILLS] + 2 > FL.shape[0] or C[C_N_MARKS] + 2 > MKL.shape[0]:
+        return False
+    if C[C_N_DEF] + 32 > DEF.shape[0]:
+        return False
+    if S[S_EQ_TAIL] + 8 > EQ.shape[0]:
+        head = S[S_EQ_HEAD]
+        tail = S[S_EQ_TAIL]
+        live = tail - head
+        if (live + 8) * 2 > EQ.shape[0]:
+            return False
+        for k in range(live):
+            for c in range(4):
+                EQ[k, c] = EQ[head + k, c]
+        S[S_EQ_HEAD] = 0
+        S[S_EQ_TAIL] = live
+    return True
+
+
+@njit(cache=True)
+def run_compiled_nb(ev, V, FD, xbid, xask, xst, lbid, lask, lst, FAR, FLOG, S, P, ORD, ORDF, LV, RS, TK, EQ, RQ,
+                    LOG, WK, C, CF, SP, SPF, OS, OPEN, DEF, XS, FL, FLF, MKL, MKF, G, GF, GMK, SM, GORD, EV, EVF, ACT):
+    """Run the whole backtest (see "the compiled runner" above) until it ends (RUN_DONE) or needs the driver
+    (RUN_NEED_BOOK / RUN_NEED_SPACE: as from :func:`run_nb`; RUN_GROW; RUN_ERR_PAST; RUN_BAIL). Resumable: call
+    again after doing what the status asks."""
+    while True:
+        if C[C_IN_LOG] != 0:
+            n = S[S_LOG_N]
+            i = C[C_LOG_I]
+            while i < n:
+                if not _rt_room(C, S, OS, EQ, FL, MKL, EV, DEF) or G[risk_nb.G_EV_N] + 16 > EV.shape[0]:
+                    C[C_LOG_I] = i
+                    return RUN_GROW
+                typ = LOG[i, L_TYPE]
+                t = LOG[i, L_T]
+                if t > C[C_NOW]:
+                    C[C_NOW] = t
+                pushed = C[C_N_PUSHED]
+                if typ == LG_BOOK:
+                    bid = LOG[i, 2] if LOG[i, 3] != 0 else NONE
+                    ask = LOG[i, 4] if LOG[i, 5] != 0 else NONE
+                    if bid != NONE and ask != NONE:
+                        CF[CF_LAST_MID] = (bid + ask) / 2
+                    risk_nb.guard_on_book_nb(G, GF, SM, GORD, EV, EVF, ACT, t, bid, ask, LOG[i, 6], LOG[i, 7])
+                    _rt_drain(C, S, OS, OPEN, EQ, ORD, DEF, G, EV, EVF, ACT, True)
+                    if i < n - 1 and C[C_N_PUSHED] != pushed:
+                        return RUN_ERR_PAST
+                elif typ == LG_ANSWER:
+                    kind = LOG[i, 2]
+                    o = LOG[i, 3]
+                    C[C_REPORTS] += 1 if kind == ANS_REPORT else 0
+                    if kind == ANS_REPORT:
+                        has_fill = LOG[i, 8] != 0
+                        comm = LOG[i, 12] if has_fill else 0
+                        changed = _os_apply(C, OS, OPEN, o, LOG[i, 4], t, LOG[i, 5], LOG[i, 6], comm, LOG[i, 7], 0)
+                        if has_fill:
+                            side = LOG[i, 9]
+                            px = LOG[i, 10]
+                            qty = LOG[i, 11]
+                            C[C_POS] += side * qty
+                            C[C_CASH] -= side * px * qty + comm
+                            C[C_FEE] += comm
+                            k = C[C_N_FILLS]
+                            C[C_N_FILLS] = k + 1
+                            FL[k, FL_T] = t
+                            FL[k, FL_TS] = LOG[i, 14]
+                            FL[k, FL_SIDE] = side
+                            FL[k, FL_PX] = px
+                            FL[k, FL_QTY] = qty
+                            FL[k, FL_COMM] = comm
+                            FL[k, FL_MAKER] = LOG[i, 13]
+                            FL[k, FL_SLOT] = o
+                            FL[k, FL_OID] = LOG[i, 7]
+                            FL[k, FL_TAG] = OS[o, OS_TAG] if changed else TAG_NONE
+                            FLF[k] = (LOG[i, 16] + LOG[i, 18]) / 2 if LOG[i, 17] != 0 and LOG[i, 19] != 0 else np.nan
+                            risk_nb.guard_on_fill_nb(G, EV, EVF, ACT, t, side, px, qty)
+                            _rt_drain(C, S, OS, OPEN, EQ, ORD, DEF, G, EV, EVF, ACT, True)
+                    elif kind == ANS_REJECT:
+                        _os_apply(C, OS, OPEN, o, ST_REJECTED, t, -1, 0, 0, 0, LOG[i, 15])
+                    else:
+                        # OrderBook.cancel_rejected
+                        isopen = False
+                        for k in range(C[C_N_OPEN]):
+                            if OPEN[k] == o:
+                                isopen = True
+                                break
+                        if isopen and OS[o, OS_STATE] == OST_PENDING_CANCEL:
+                            if OS[o, OS_FILLED] != 0:
+                                back = OST_PARTIAL
+                            elif OS[o, OS_OID] != 0:
+                                back = OST_NEW
+                            else:
+                                back = OST_PENDING_NEW
+                            _os_set(C, OS, OPEN, o, back, t)
+                    if i < n - 1 and C[C_N_PUSHED] != pushed:
+                        return RUN_ERR_PAST
+                elif typ == LG_MARK:
+                    _rt_mark(C, CF, S, OS, OPEN, EQ, ORD, DEF, G, GF, GMK, EV, EVF, ACT, MKL, MKF)
+                    if LOG[i, 2] != 0 and (C[C_ENTRY_NS] > 0 or C[C_N_PUSHED] == pushed):
+                        S[S_NEXT_TIMER] += C[C_TIMER_NS]
+                        _rt_timer(C, S, SP, SPF, OS, OPEN, EQ, ORD, DEF, G, GF, EV, EVF, ACT, XS, lbid, lask, lst,
+                                  FAR, t)
+                else:
+                    _rt_timer(C, S, SP, SPF, OS, OPEN, EQ, ORD, DEF, G, GF, EV, EVF, ACT, XS, lbid, lask, lst, FAR,
+                              t)
+                if G[risk_nb.G_BAIL] != 0:
+                    return RUN_BAIL
+                i += 1
+            C[C_LOG_I] = i
+            S[S_LOG_N] = 0
+            C[C_IN_LOG] = 0
+            code = C[C_LAST_CODE]
+            if code == RUN_DONE:
+                # the end: Backtest._loop_fast after its loop (on_stop is the strategy's no-op), the last mark
+                _rt_mark(C, CF, S, OS, OPEN, EQ, ORD, DEF, G, GF, GMK, EV, EVF, ACT, MKL, MKF)
+                C[C_DONE] = 1
+                return RUN_DONE if G[risk_nb.G_BAIL] == 0 else RUN_BAIL
+            if code != RUN_PYTHON:
+                return code
+        S[S_STOP_ONCE] = 1 if C[C_N_DEF] > 0 else 0
+        code = run_nb(ev, V, FD, xbid, xask, xst, lbid, lask, lst, FAR, FLOG, S, P, ORD, ORDF, LV, RS, TK, EQ, RQ, LOG,
+                      WK)
+        C[C_LAST_CODE] = code
+        C[C_IN_LOG] = 1
+        C[C_LOG_I] = 0

@@ -38,9 +38,13 @@ class BacktestResult:
     def from_backtest(cls, bt) -> "BacktestResult":
         syms = bt._syms
         scale = {s: (float(d.ins.tick_size), float(d.ins.lot_size), d.unit) for s, d in syms.items()}
-        f = pd.DataFrame(bt.fills, columns=["ts_ns", "exch_ts_ns", "symbol", "side", "px_ticks", "qty_lots",
-                                            "fee_units", "is_maker", "client_order_id", "order_id", "mid_ticks",
-                                            "tag"])
+        compiled = getattr(bt, "_cr", None)
+        if compiled is not None:  # the compiled path: frames from its arrays
+            f, orders, eq = compiled.frames(bt.orders.prefix)
+        else:
+            f = pd.DataFrame(bt.fills, columns=["ts_ns", "exch_ts_ns", "symbol", "side", "px_ticks", "qty_lots",
+                                                "fee_units", "is_maker", "client_order_id", "order_id", "mid_ticks",
+                                                "tag"])
         if len(f):
             tick = f["symbol"].map(lambda s: scale[s][0])
             lot = f["symbol"].map(lambda s: scale[s][1])
@@ -56,21 +60,23 @@ class BacktestResult:
         f["is_maker"] = f["is_maker"].astype(bool)
         f["time"] = pd.to_datetime(f["ts_ns"], unit="ns", utc=True)
 
-        rows = []
-        for o in bt.orders.orders.values():
-            tick, lot, _ = scale[o.symbol]
-            rows.append((o.client_order_id, o.symbol, o.side, o.type.name, o.tif.name, o.px_ticks * tick,
-                         o.qty_lots * lot, o.filled_lots * lot, o.state.name, o.created_ns, o.updated_ns, o.reason,
-                         o.tag, o.order_id))
-        orders = pd.DataFrame(rows, columns=["client_order_id", "symbol", "side", "type", "tif", "px", "qty",
-                                             "filled_qty", "state", "created_ns", "updated_ns", "reason", "tag",
-                                             "order_id"])
-
-        cols = ["ts_ns", "equity", "cash"]
         single = len(syms) == 1
-        for s in syms:
-            cols += ["position_lots" if single else f"position_lots_{s}", "mid_ticks" if single else f"mid_ticks_{s}"]
-        eq = pd.DataFrame(bt.marks, columns=cols)
+        if compiled is None:
+            rows = []
+            for o in bt.orders.orders.values():
+                tick, lot, _ = scale[o.symbol]
+                rows.append((o.client_order_id, o.symbol, o.side, o.type.name, o.tif.name, o.px_ticks * tick,
+                             o.qty_lots * lot, o.filled_lots * lot, o.state.name, o.created_ns, o.updated_ns,
+                             o.reason, o.tag, o.order_id))
+            orders = pd.DataFrame(rows, columns=["client_order_id", "symbol", "side", "type", "tif", "px", "qty",
+                                                 "filled_qty", "state", "created_ns", "updated_ns", "reason", "tag",
+                                                 "order_id"])
+
+            cols = ["ts_ns", "equity", "cash"]
+            for s in syms:
+                cols += ["position_lots" if single else f"position_lots_{s}",
+                         "mid_ticks" if single else f"mid_ticks_{s}"]
+            eq = pd.DataFrame(bt.marks, columns=cols)
         for s, (tick, lot, _) in scale.items():
             p, m = ("position_lots", "mid_ticks") if single else (f"position_lots_{s}", f"mid_ticks_{s}")
             eq["position" if single else f"position_{s}"] = eq[p] * lot

@@ -15,7 +15,7 @@ thresholds from them with the guard's own formatters. Actions go to ``ACT`` (kin
 Exactness: the Python guard keeps the average entry as an exact ratio of unbounded integers and compares floats
 made from integers; here they are int64 and float64, equal while the integers stay below 2**53. A kernel that would
 leave that range sets ``G[G_BAIL]`` and the caller runs the Python guard instead (the compiled backtest then runs on
-its Python path).
+its fast path). Without a trade stop the average entry is not kept at all (no rule reads it).
 
 Conventions: ticks, lots, quote notional units (tick x lot), int64 ns; ``NONE`` (int64 min) is None.
 """
@@ -366,6 +366,11 @@ def guard_on_fill_nb(G, EV, EVF, ACT, ts, side, px, qty):
     """:meth:`RiskGuard.on_fill`: position and exact average entry (``G[G_NUM] / G[G_DEN]``), the trade stop."""
     pos = G[G_POS]
     new = pos + qty if side > 0 else pos - qty
+    if G[G_STOP] == NONE:
+        # without a trade stop nothing reads the average entry (the Python guard keeps it for display): its ratio,
+        # which grows without bound over a long position's partial fills, is not kept here
+        G[G_POS] = new
+        return
     if pos == 0 or (pos > 0) == (side > 0):
         a = pos if pos > 0 else -pos
         den0 = G[G_DEN]
