@@ -1575,11 +1575,21 @@ def _rt_cancel(C, S, OS, OPEN, EQ, o):
 
 
 @njit(cache=True)
+def _rt_defer(C, DEF, G, ACT):
+    """Backtest._drain_guard(act=False): the guard's actions wait for the next drain that acts."""
+    n = G[risk_nb.G_ACT_N]
+    for k in range(n):
+        DEF[C[C_N_DEF] + k] = ACT[k]
+    C[C_N_DEF] += n
+    G[risk_nb.G_ACT_N] = 0
+
+
+@njit(cache=True)
 def _rt_send(C, S, OS, OPEN, EQ, ORD, DEF, G, EV, EVF, ACT, side, typ, qty, px, tif, tag, from_guard):
     """Backtest._send: the guard's verdict, then OrderBook.submit and the order goes out. Returns the slot or -1."""
     now = C[C_NOW]
     ok, q = risk_nb.guard_check_order_nb(G, EV, EVF, ACT, now, side, qty, from_guard)
-    _rt_drain(C, S, OS, OPEN, EQ, ORD, DEF, G, EV, EVF, ACT, False)
+    _rt_defer(C, DEF, G, ACT)
     if not ok or q <= 0:
         C[C_ORDERS_REFUSED] += 1
         return -1
@@ -1617,14 +1627,12 @@ def _rt_send(C, S, OS, OPEN, EQ, ORD, DEF, G, EV, EVF, ACT, side, typ, qty, px, 
 @njit(cache=True)
 def _rt_drain(C, S, OS, OPEN, EQ, ORD, DEF, G, EV, EVF, ACT, act):
     """Backtest._drain_guard: the guard's actions, deferred while an order is checked, carried out at the next drain
-    that acts (events need no draining: they stay in the guard's log, in order)."""
-    n = G[risk_nb.G_ACT_N]
+    that acts (events need no draining: they stay in the guard's log, in order). Not recursive (numba's cache
+    cannot hold recursive functions: it loads them broken): orders it sends defer with :func:`_rt_defer`."""
     if not act:
-        for k in range(n):
-            DEF[C[C_N_DEF] + k] = ACT[k]
-        C[C_N_DEF] += n
-        G[risk_nb.G_ACT_N] = 0
+        _rt_defer(C, DEF, G, ACT)
         return
+    n = G[risk_nb.G_ACT_N]
     nd = C[C_N_DEF]
     if n == 0 and nd == 0:
         return
