@@ -96,10 +96,14 @@ class CompiledRun:
                 fm.FAR, fm.FLOG, fm.S, fm.P, fm.ORD, fm.ORDF, fm.LV, fm.RS, fm.TK, fm.EQ, fm.RQ, fm.LOG, fm.WK,
                 C, self.CF, self.SP, self.SPF, self.OS, self.OPEN, self.DEF, self.XS, self.FL, self.FLF, self.MKL,
                 self.MKF, self.G, self.GF, self.GMK, self.SM, self.GORD, self.EV, self.EVF, self.ACT)
-            if fm.S[nb.S_FLOG_N]:
-                fm._sync_overflow()
+            # the overflow levels' log is not replayed level by level (tens of thousands of changes a day on a
+            # real capture): the facades take the kernel's levels whole, when they are about to be read
+            fm.S[nb.S_FLOG_N] = 0
             if code == nb.RUN_DONE:
+                fm.load_far_into_facades()
                 return
+            if code == nb.RUN_NEED_BOOK:
+                fm.load_far_into_facades()
             if code == nb.RUN_GROW:
                 self._grow()
             elif code == nb.RUN_BAIL:

@@ -61,7 +61,8 @@ USER = 1
 # Dense book window, ticks: +-524k ticks around the touch (+-$5,240 on BTCUSDT spot) is dense, farther levels (real
 # snapshots reach $15k-$200k) live in the book's overflow map. A full-width 4 M-tick window costs 0.3 s of page
 # faults per run to lay out, a third of the budget of a re-run.
-_BOOK_MAX_LEVELS = 1 << 20
+_BOOK_MAX_LEVELS = 1 << 17
+_BOOK_INITIAL_LEVELS = 1 << 17
 _BIG_BALANCE = 1 << 62  # the venue lends: balances never bind (a margin account)
 _END_NS = 1 << 62
 
@@ -114,12 +115,18 @@ class BacktestConfig:
 
 @dataclass(frozen=True)
 class MarketData:
-    """One symbol's recording: normalized event rows (:data:`~workbench.types.event_dt`) and its instrument."""
+    """One symbol's recording: normalized event rows (:data:`~workbench.types.event_dt`) and its instrument.
+
+    The fast paths keep what they derive from the rows alone (the venue's merge order, the feed's messages) with
+    this object, for the next run over it (a re-run after a slider moved): do not change ``events`` in place once
+    it has been run; build another ``MarketData``.
+    """
 
     instrument: Instrument
     events: np.ndarray
     base_asset: str = "BASE"
     quote_asset: str = "QUOTE"
+    _prepared: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def symbol(self) -> str:
@@ -147,7 +154,7 @@ class _Sym:
         self.ins = data.instrument
         self.spec = SymbolSpec(data.instrument, data.base_asset, data.quote_asset)
         self._cfg, self._queue, self._seed, self._latency = cfg, queue, seed, latency
-        self.book = L2Book(max_levels=_BOOK_MAX_LEVELS)  # the local book (the strategy's view)
+        self.book = L2Book(initial_levels=_BOOK_INITIAL_LEVELS, max_levels=_BOOK_MAX_LEVELS)  # the local book
         self.venue: ReplayVenue | None = None   # the Python path's exchange and feed (build_python)
         self.feed: LocalFeed | None = None
         self.view = BookLevelsView(self.book)
@@ -425,7 +432,8 @@ class Backtest:
                 s = self._first
                 # the symbol's own latency draws (restarted from the seed), as the Python path's feed takes them
                 self._fm, reason = FastMarket.build(s.data.events, s.spec, replace(cfg, latency=s._latency),
-                                                    self._queue, cfg.fees, s.book, _BOOK_MAX_LEVELS, _BIG_BALANCE)
+                                                    self._queue, cfg.fees, s.book, _BOOK_MAX_LEVELS, _BIG_BALANCE,
+                                                    _BOOK_INITIAL_LEVELS, s.data._prepared)
             if self._fm is not None:
                 # the kernel stops where Python may send an order: after each book update when the guard's trade
                 # stop can act on it, after each answer when the strategy (or the trade stop) reacts to answers

@@ -31,7 +31,7 @@ import numpy as np
 
 from workbench.book.book import L2Book
 from workbench.backtest import nb
-from workbench.enums import K_DEPTH, K_TRADE
+from workbench.enums import K_DEPTH, K_SNAPSHOT, K_TRADE
 from workbench.venue.api import FeeSchedule, OrderType, SymbolSpec, TimeInForce
 from workbench.venue.latency import ConstantLatency
 from workbench.venue.queue import ConservativeQueue, NoQueue, ProbabilisticQueue
@@ -72,9 +72,17 @@ class FastMarket:
 
     @classmethod
     def build(cls, events: np.ndarray, spec: SymbolSpec, config, queue, fees: FeeSchedule, local_book: L2Book,
-              book_max_levels: int, big_balance: int) -> tuple["FastMarket | None", str | None]:
+              book_max_levels: int, big_balance: int, book_initial_levels: int = 4096,
+              cache: dict | None = None) -> tuple["FastMarket | None", str | None]:
+        """``cache``: a dict kept with the recording (``MarketData``), where what depends only on the recording
+        (and a constant feed latency) is kept between runs: the venue's merged order and the feed's messages."""
         kind = events["kind"]
-        V, msgs, ok, order_level = nb.prepare_nb(kind, events["ts_exch_ns"], events["flags"])
+        prep = cache.get("prepare") if cache is not None else None
+        if prep is None:
+            prep = nb.prepare_nb(kind, events["ts_exch_ns"], events["flags"])
+            if cache is not None:
+                cache["prepare"] = prep
+        V, msgs, ok, order_level = prep
         if order_level:
             return None, "the recording holds order-level rows (the fast path replays absolute book rows)"
         if not ok:
@@ -84,22 +92,40 @@ class FastMarket:
         self.V = V
         last = msgs[2]
         # arrival of each feed message, as LocalFeed computes it (the same draws, in the same order)
-        if config.feed_from_recording:
-            m = (kind == K_DEPTH) | (kind == K_TRADE)
-            offset = int((events["ts_local_ns"][m] - events["ts_exch_ns"][m]).min()) if m.any() else 0
-            arrive = events["ts_local_ns"][last] - offset
-        else:
-            feed = config.latency.feed
-            draws = feed.draw_many_ns(len(last)) if feed is not None else np.zeros(len(last), np.int64)
-            arrive = events["ts_exch_ns"][last] + draws
-        arrive = np.maximum.accumulate(arrive.astype(np.int64)) if len(arrive) else arrive.astype(np.int64)
-        self.FD = np.empty((3, len(last)), np.int64)
-        self.FD[0] = msgs[0]
-        self.FD[1] = msgs[1]
-        self.FD[2] = arrive
+        feed = config.latency.feed
+        # the same arrivals every run unless the feed latency is drawn
+        key = ("feed", True) if config.feed_from_recording else \
+            ("feed", False, feed.ns) if type(feed) is ConstantLatency else ("feed", False, None) if feed is None else None
+        FD = cache.get(key) if cache is not None and key is not None else None
+        if FD is None:
+            if config.feed_from_recording:
+                m = (kind == K_DEPTH) | (kind == K_TRADE)
+                offset = int((events["ts_local_ns"][m] - events["ts_exch_ns"][m]).min()) if m.any() else 0
+                arrive = events["ts_local_ns"][last] - offset
+            else:
+                draws = feed.draw_many_ns(len(last)) if feed is not None else np.zeros(len(last), np.int64)
+                arrive = events["ts_exch_ns"][last] + draws
+            arrive = np.maximum.accumulate(arrive.astype(np.int64)) if len(arrive) else arrive.astype(np.int64)
+            FD = np.empty((3, len(last)), np.int64)
+            FD[0] = msgs[0]
+            FD[1] = msgs[1]
+            FD[2] = arrive
+            if cache is not None and key is not None:
+                cache[key] = FD
+        self.FD = FD
         self.n_messages = len(last)
-        self.xbook = L2Book(max_levels=book_max_levels)
+        self.xbook = L2Book(initial_levels=min(book_initial_levels, book_max_levels), max_levels=book_max_levels)
         self.lbook = local_book
+        # Both books lay their window where the facade would at their first row that adds size (the same row for
+        # both), now: the kernel then keeps the deep levels of the first snapshot itself, where the facade would
+        # take them one by one in Python (thousands of levels: tens of ms a run)
+        adds = np.flatnonzero(((kind == K_SNAPSHOT) | (kind == K_DEPTH)) & (events["qty_lots"] > 0))
+        if len(adds):
+            px = int(events["px_ticks"][adds[0]])
+            for book in (self.xbook, self.lbook):
+                if book.bid.shape[0] == 0:
+                    n = book._initial  # L2Book._grow_to on an empty window
+                    book._set_window(px - n // 2, n)
         S = self.S = np.zeros(nb.S_SIZE, np.int64)
         S[nb.S_MAX_LEVELS] = book_max_levels
         S[nb.S_NEXT_OID] = 1
@@ -209,6 +235,18 @@ class FastMarket:
                 books[row].clear_overflow()
             else:
                 books[row].set_overflow(1 if row % 2 == 0 else -1, px, qty)
+        S[nb.S_FLOG_N] = 0
+
+    def load_far_into_facades(self) -> None:
+        """The books' facades take the kernel's overflow levels as they are (the compiled path keeps no log of
+        their changes: it calls this before a facade applies rows, and at the end)."""
+        S, FAR = self.S, self.FAR
+        for b, book in enumerate((self.xbook, self.lbook)):
+            book.clear_overflow()
+            for side, r in ((1, 2 * b), (-1, 2 * b + 1)):
+                n = int(S[nb.S_FAR_N + r])
+                for px, qty in zip(FAR[0, r, :n].tolist(), FAR[1, r, :n].tolist()):
+                    book.set_overflow(side, px, qty)
         S[nb.S_FLOG_N] = 0
 
     def resolve(self, code: int) -> None:

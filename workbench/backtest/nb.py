@@ -1838,6 +1838,7 @@ def run_compiled_nb(ev, V, FD, xbid, xask, xst, lbid, lask, lst, FAR, FLOG, S, P
             if code != RUN_PYTHON:
                 return code
         S[S_STOP_ONCE] = 1 if C[C_N_DEF] > 0 else 0
+        S[S_FLOG_N] = 0  # the driver reads the overflow levels from FAR, not from their log
         code = run_nb(ev, V, FD, xbid, xask, xst, lbid, lask, lst, FAR, FLOG, S, P, ORD, ORDF, LV, RS, TK, EQ, RQ, LOG,
                       WK)
         C[C_LAST_CODE] = code
