@@ -8,6 +8,7 @@ import os
 import random
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -80,15 +81,26 @@ class Watching(Timed):
 
 
 def run_both(make_strategy, data, cfg) -> tuple:
-    """Run on both paths; returns (python result, fast result, python strategy, fast strategy)."""
+    """Run on the Python and the fast path; returns (python result, fast result, python strategy, fast strategy)."""
     out = []
     for fast in (False, True):
         strat = make_strategy()
-        bt = Backtest(strat, data, BacktestConfig(**{**cfg.__dict__, "fast": fast}))
+        bt = Backtest(strat, data, BacktestConfig(**{**cfg.__dict__, "fast": fast, "compiled": False}))
         res = bt.run()
         assert bt.path == ("fast" if fast else "python"), bt.fast_path_reason
         out += [res, strat]
     return out[0], out[2], out[1], out[3]
+
+
+def run_compiled(make_strategy, data, cfg):
+    """Run on the compiled path, or None when the strategy offers no kernel."""
+    strat = make_strategy()
+    bt = Backtest(strat, data, BacktestConfig(**{**cfg.__dict__, "fast": None, "compiled": None}))
+    res = bt.run()
+    if bt.path != "compiled":
+        assert "no compiled kernel" in bt.compiled_reason, bt.compiled_reason
+        return None
+    return res
 
 
 def assert_same(a, b) -> None:
@@ -100,9 +112,13 @@ def assert_same(a, b) -> None:
 
 
 def check(make_strategy, data, cfg):
+    """The fast path (and the compiled path, for a strategy with a kernel) against the Python path."""
     a, b, sa, sb = run_both(make_strategy, data, cfg)
     assert_same(a, b)
     assert getattr(sa, "seen", None) == getattr(sb, "seen", None)
+    c = run_compiled(make_strategy, data, cfg)
+    if c is not None:
+        assert_same(a, c)
     return b
 
 
@@ -382,6 +398,105 @@ def test_random_markets_and_decisions(seed):
     assert len(res.orders) > 20
 
 
+# -- the compiled path: the market maker's kernel, the guard's kernels, the orders on arrays ----------------------------
+class MMWatching(MarketMaker):
+    """The market maker with a callback of its own: its Python code must run, so no compiled path."""
+
+    def on_fill(self, env, order, px, qty, fee, maker):
+        pass
+
+
+GUARDS = [LOOSE,
+          RiskConfig(stale_after_ns=40 * MS, max_depth_frac=0.3, trade_stop_ticks=2),
+          RiskConfig(max_daily_drawdown_frac=0.0005, max_hourly_loss_frac=0.001, spread_widen_x=1.2,
+                     spread_window_ns=2_000 * MS, spread_min_samples=3, spread_sample_ns=20 * MS),
+          RiskConfig(stale_after_ns=25 * MS, max_depth_frac=0.05, concentration_action="reject", trade_stop_ticks=1)]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_compiled_market_maker_on_random_markets_with_guard_events(seed):
+    # tight thresholds: the guard's events (stale, spread, concentration, trade stop, drawdown, hourly loss) and its
+    # actions (cancel all, flatten with market orders) happen on every path, identically
+    rng = np.random.default_rng(100 + seed)
+    data = MarketData(INS, random_market(rng, 400), "BASE", "QUOTE")
+    params = dict(decide_every_ms=[3, 10, 25][seed % 3], half_spread_ticks=seed % 3, order_qty=float(1 + seed % 4),
+                  max_position=[1, 3, 10][seed % 3], skew_ticks=[0.0, 0.5, 2.0][seed % 3])
+    lat = [LatencyModel.constant(2 * MS, 3 * MS, 5 * MS), LatencyModel.constant(0, MS, MS),
+           LatencyModel.constant(MS, 5 * MS, 0)][seed % 3]
+    cfg = config(queue=QUEUES[seed % len(QUEUES)], latency=lat, risk=GUARDS[seed % len(GUARDS)],
+                 fees=FeeSchedule(-2_000, 3_000), mark_every_ns=[10, 50, 1][seed % 3] * MS, initial_cash="50")
+    a, _, _, _ = run_both(lambda: MarketMaker(**params), data, cfg)
+    c = run_compiled(lambda: MarketMaker(**params), data, cfg)
+    assert c is not None
+    assert_same(a, c)
+    assert len(c.orders) > 0
+
+
+def test_compiled_path_trips_every_guard_rule_it_runs():
+    rules = set()
+    for seed in range(12):
+        rng = np.random.default_rng(100 + seed)
+        data = MarketData(INS, random_market(rng, 400), "BASE", "QUOTE")
+        bt = Backtest(MarketMaker(decide_every_ms=[3, 10, 25][seed % 3], half_spread_ticks=seed % 3,
+                                  order_qty=float(1 + seed % 4), max_position=[1, 3, 10][seed % 3]), data,
+                      config(risk=GUARDS[seed % len(GUARDS)], queue=QUEUES[seed % len(QUEUES)],
+                             fees=FeeSchedule(-2_000, 3_000), initial_cash="50"))
+        res = bt.run()
+        assert bt.path == "compiled"
+        rules |= set(res.risk_events["rule"])
+        if res.counters["guard_orders"]:
+            rules.add("flatten")
+    assert {"stale", "spread", "concentration", "trade_stop", "daily_drawdown", "hourly_loss", "flatten"} <= rules
+
+
+def test_compiled_path_is_chosen_when_it_applies_and_explains_when_not():
+    data = market(BOOK, diff(T0, 101, bids=[(100, 3)]), diff(T0 + 500 * MS, 102, asks=[(101, 2)]))
+    bt = Backtest(MarketMaker(), data, config())
+    bt.run()
+    assert bt.path == "compiled" and bt.compiled_reason is None
+    for strat, cfg, why in [(MMWatching(), config(), "no compiled kernel"),
+                            (Timed(), config(), "no compiled kernel"),
+                            (MarketMaker(), config(compiled=False), "compiled=False"),
+                            (MarketMaker(), config(progress=True), "progress"),
+                            (MarketMaker(), config(risk=RiskConfig(spread_sample_ns=0)), "spread_sample_ns")]:
+        bt = Backtest(strat, data, cfg)
+        bt.run()
+        assert bt.path == "fast" and why in bt.compiled_reason, bt.compiled_reason
+    bt = Backtest(MarketMaker(), data, config())
+    bt.guard.kill(0, "before the run")
+    bt.run()
+    assert bt.path == "fast" and "guard was used" in bt.compiled_reason
+    with pytest.raises(ConfigError, match="no compiled kernel"):
+        Backtest(Timed(), data, config(compiled=True)).run()
+    bt = Backtest(MarketMaker(decide_every_ms=0), data, config())
+    bt.run()
+    assert bt.path == "python"
+
+
+def test_a_compiled_run_that_gives_up_runs_again_on_the_fast_path(monkeypatch):
+    from workbench.backtest import compiled
+
+    rng = np.random.default_rng(7)
+    data = MarketData(INS, random_market(rng, 300), "BASE", "QUOTE")
+    cfg = config(risk=GUARDS[1])
+    real = compiled.CompiledRun.run
+
+    def gives_up(self, start_ns, timer_ns):
+        real(self, start_ns, timer_ns)
+        raise compiled.Bail("test")
+
+    monkeypatch.setattr(compiled.CompiledRun, "run", gives_up)
+    bt = Backtest(MarketMaker(decide_every_ms=5), data, cfg)
+    bt.set_params(half_spread_ticks=2)  # kept across the restart
+    py = Backtest(MarketMaker(decide_every_ms=5), data, replace(cfg, fast=False))
+    py.set_params(half_spread_ticks=2)
+    ref = py.run()
+    res = bt.run()
+    assert bt.path == "fast" and "gave up: test" in bt.compiled_reason
+    assert_same(ref, res)
+    assert len(res.param_changes) == 1
+
+
 # -- the real captures -------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def usdm(shared_data) -> MarketData:
@@ -466,10 +581,14 @@ _UNCOMPILED = """
 import numpy as np
 from tests.backtest.test_fast_path import (QUEUES, MS, RandomWatching, Timed, check, config, random_market, MarketData,
                                            INS, LatencyModel, FeeSchedule)
+from tests.backtest.test_fast_path import MarketMaker, GUARDS
 for seed in range(3):
     data = MarketData(INS, random_market(np.random.default_rng(seed), 120), "BASE", "QUOTE")
     check(lambda: RandomWatching(seed, decide_every_ms=5), data,
           config(queue=QUEUES[seed], latency=LatencyModel.constant(MS, 2 * MS, MS), fees=FeeSchedule(-2_000, 3_000)))
+    # the compiled path's kernels (runner, guard, strategy) as plain Python too
+    check(lambda: MarketMaker(decide_every_ms=5, order_qty=2.0, max_position=2), data,
+          config(queue=QUEUES[seed], risk=GUARDS[seed + 1], fees=FeeSchedule(-2_000, 3_000)))
 print("ok")
 """
 
