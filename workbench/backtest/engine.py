@@ -64,7 +64,6 @@ USER = 1
 _BOOK_MAX_LEVELS = 1 << 17
 _BOOK_INITIAL_LEVELS = 1 << 17
 _BIG_BALANCE = 1 << 62  # the venue lends: balances never bind (a margin account)
-_END_NS = 1 << 62
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -350,10 +349,13 @@ class Backtest:
                     t_feed, feed_sym = a, s
             if t_feed is None and not ended:
                 ended = True
-                # the data has ended: no more timers; the exchange plays the recording to its end, and what is in
+                # the data has ended: no more timers; the exchange plays the recording to its end (its clock stops
+                # at the last recorded time, not at the end of time: an order in flight then lands at its own
+                # time, and the last mark is taken a latency later, not in the next century), and what is in
                 # flight still lands
                 next_timer = next_mark = None
-                self._advance_exchanges(syms, _END_NS)
+                self._advance_exchanges(syms, max(int(s.data.events["ts_exch_ns"].max()) for s in syms
+                                                  if len(s.data.events)))
             t_local = t_feed
             if next_timer is not None and self._strategy_on and next_timer < t_local:
                 t_local = next_timer

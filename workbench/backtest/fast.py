@@ -128,6 +128,7 @@ class FastMarket:
                     book._set_window(px - n // 2, n)
         S = self.S = np.zeros(nb.S_SIZE, np.int64)
         S[nb.S_MAX_LEVELS] = book_max_levels
+        S[nb.S_END_NS] = int(events["ts_exch_ns"].max()) if len(events) else 0
         S[nb.S_NEXT_OID] = 1
         S[nb.S_NEXT_FILL_ID] = 1
         S[nb.S_RESP_LAST] = -(2**63)

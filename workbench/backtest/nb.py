@@ -68,7 +68,6 @@ __all__ = [
 
 NONE = np.iinfo(np.int64).min
 I64_MAX = np.iinfo(np.int64).max
-END_NS = 1 << 62  # the engine's end of time (engine._END_NS)
 
 CLS_NONE, CLS_TRADE, CLS_BOOK = -1, 0, 1
 
@@ -160,6 +159,7 @@ S_NEED_RQ = 61        # RUN_NEED_SPACE: free answer slots needed
 S_NEED_TK = 62        # ... taken-level slots needed
 S_NEED_WK = 63        # ... walk slots needed
 S_MAX_LEVELS = 64     # the books' widest dense window (L2Book.max_levels)
+S_END_NS = 65         # the recording's last exchange time: where the exchange stops when the data has ended
 S_SIZE = 72
 
 PEND_ADVANCE, PEND_FEED = 1, 2
@@ -1326,12 +1326,12 @@ def run_nb(ev, V, FD, xbid, xask, xst, lbid, lask, lst, FAR, FLOG, S, P, ORD, OR
             S[S_ENDED] = 1
             S[S_NEXT_TIMER] = NONE
             S[S_NEXT_MARK] = NONE
-            if END_NS > S[S_EX_NOW]:
+            if S[S_END_NS] > S[S_EX_NOW]:
                 S[S_PEND] = PEND_ADVANCE
-                S[S_PEND_TARGET] = END_NS
+                S[S_PEND_TARGET] = S[S_END_NS]
                 S[S_PEND_ACTION] = ACT_NONE
                 st = _advance(ev, V, S, P, ORD, ORDF, LV, RS, TK, RQ, WK, xbid, xask, xst, FAR, FLOG, no_ix, no_lv,
-                              END_NS)
+                              S[S_END_NS])
                 if st:
                     return st
                 S[S_PEND] = 0
