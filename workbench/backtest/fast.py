@@ -79,10 +79,13 @@ class FastMarket:
         kind = events["kind"]
         prep = cache.get("prepare") if cache is not None else None
         if prep is None:
-            prep = nb.prepare_nb(kind, events["ts_exch_ns"], events["flags"])
+            adds = np.flatnonzero(((kind == K_SNAPSHOT) | (kind == K_DEPTH)) & (events["qty_lots"] > 0))
+            prep = (*nb.prepare_nb(kind, events["ts_exch_ns"], events["flags"]),
+                    int(events["px_ticks"][adds[0]]) if len(adds) else None,
+                    int(events["ts_exch_ns"].max()) if len(events) else 0)
             if cache is not None:
                 cache["prepare"] = prep
-        V, msgs, ok, order_level = prep
+        V, msgs, ok, order_level, first_px, end_ns = prep
         if order_level:
             return None, "the recording holds order-level rows (the fast path replays absolute book rows)"
         if not ok:
@@ -119,16 +122,14 @@ class FastMarket:
         # Both books lay their window where the facade would at their first row that adds size (the same row for
         # both), now: the kernel then keeps the deep levels of the first snapshot itself, where the facade would
         # take them one by one in Python (thousands of levels: tens of ms a run)
-        adds = np.flatnonzero(((kind == K_SNAPSHOT) | (kind == K_DEPTH)) & (events["qty_lots"] > 0))
-        if len(adds):
-            px = int(events["px_ticks"][adds[0]])
+        if first_px is not None:
             for book in (self.xbook, self.lbook):
                 if book.bid.shape[0] == 0:
                     n = book._initial  # L2Book._grow_to on an empty window
-                    book._set_window(px - n // 2, n)
+                    book._set_window(first_px - n // 2, n)
         S = self.S = np.zeros(nb.S_SIZE, np.int64)
         S[nb.S_MAX_LEVELS] = book_max_levels
-        S[nb.S_END_NS] = int(events["ts_exch_ns"].max()) if len(events) else 0
+        S[nb.S_END_NS] = end_ns
         S[nb.S_NEXT_OID] = 1
         S[nb.S_NEXT_FILL_ID] = 1
         S[nb.S_RESP_LAST] = -(2**63)
