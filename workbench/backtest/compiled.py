@@ -160,9 +160,10 @@ class CompiledRun:
                                self.bt.config.risk)
 
     def frames(self, prefix: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-        """The raw fills, orders and marks frames, as ``BacktestResult`` builds them from the Python path's rows
-        (the same columns, values and dtypes)."""
+        """The fills, orders and equity frames, as ``BacktestResult`` builds them from the Python path's rows
+        (the same columns, values and dtypes), built whole from the arrays."""
         global _STATES
+        from workbench.backtest.results import FILL_COLUMNS, finish_equity, finish_fills
         from workbench.strategy.orders import OrderState
 
         if _STATES is None:
@@ -171,23 +172,24 @@ class CompiledRun:
         C = self.C
         n_orders = int(C[nb.C_N_ORDERS])
         coids = np.array([f"{prefix}{k}" for k in range(1, n_orders + 1)], dtype=object)
-        # fills
+        ins = self.bt._first.ins
+        tick, lot, unit = float(ins.tick_size), float(ins.lot_size), self.bt._first.unit
+        # fills (finish_fills' columns, computed here on arrays: px, qty, fee, mid_px, time)
         n = int(C[nb.C_N_FILLS])
-        cols = ["ts_ns", "exch_ts_ns", "symbol", "side", "px_ticks", "qty_lots", "fee_units", "is_maker",
-                "client_order_id", "order_id", "mid_ticks", "tag"]
         if n:
             FL = self.FL[:n]
+            ts, mid = FL[:, nb.FL_T], self.FLF[:n]
             fills = pd.DataFrame({
-                "ts_ns": FL[:, nb.FL_T], "exch_ts_ns": FL[:, nb.FL_TS], "symbol": np.full(n, symbol, dtype=object),
-                "side": FL[:, nb.FL_SIDE], "px_ticks": FL[:, nb.FL_PX], "qty_lots": FL[:, nb.FL_QTY],
+                "ts_ns": ts, "exch_ts_ns": FL[:, nb.FL_TS], "symbol": np.full(n, symbol, dtype=object),
+                "side": FL[:, nb.FL_SIDE].astype(np.int8), "px_ticks": FL[:, nb.FL_PX], "qty_lots": FL[:, nb.FL_QTY],
                 "fee_units": FL[:, nb.FL_COMM], "is_maker": FL[:, nb.FL_MAKER] != 0,
                 "client_order_id": coids[FL[:, nb.FL_SLOT]], "order_id": FL[:, nb.FL_OID],
-                "mid_ticks": _optional(self.FLF[:n]), "tag": _TAGS[FL[:, nb.FL_TAG]]}, columns=cols)
+                "mid_ticks": _optional(mid), "tag": _TAGS[FL[:, nb.FL_TAG]], "px": FL[:, nb.FL_PX] * tick,
+                "qty": FL[:, nb.FL_QTY] * lot, "fee": FL[:, nb.FL_COMM] * unit, "mid_px": mid * tick,
+                "time": pd.to_datetime(ts, unit="ns", utc=True)})
         else:
-            fills = pd.DataFrame([], columns=cols)
+            fills = finish_fills(pd.DataFrame([], columns=FILL_COLUMNS), {symbol: (tick, lot, unit)})
         # orders
-        ins = self.bt._first.ins
-        tick, lot = float(ins.tick_size), float(ins.lot_size)
         ocols = ["client_order_id", "symbol", "side", "type", "tif", "px", "qty", "filled_qty", "state", "created_ns",
                  "updated_ns", "reason", "tag", "order_id"]
         if n_orders:
@@ -208,11 +210,12 @@ class CompiledRun:
         m = int(C[nb.C_N_MARKS])
         mcols = ["ts_ns", "equity", "cash", "position_lots", "mid_ticks"]
         if m:
-            marks = pd.DataFrame({"ts_ns": self.MKL[:m, 0], "equity": self.MKF[:m, 0], "cash": self.MKF[:m, 1],
-                                  "position_lots": self.MKL[:m, 1], "mid_ticks": _optional(self.MKF[:m, 2])},
-                                 columns=mcols)
+            ts, pos, mid = self.MKL[:m, 0], self.MKL[:m, 1], self.MKF[:m, 2]
+            marks = pd.DataFrame({"ts_ns": ts, "equity": self.MKF[:m, 0], "cash": self.MKF[:m, 1],
+                                  "position_lots": pos, "mid_ticks": _optional(mid), "position": pos * lot,
+                                  "mid_px": mid * tick, "time": pd.to_datetime(ts, unit="ns", utc=True)})
         else:
-            marks = pd.DataFrame([], columns=mcols)
+            marks = finish_equity(pd.DataFrame([], columns=mcols), {symbol: (tick, lot, unit)})
         return fills, orders, marks
 
 

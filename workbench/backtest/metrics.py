@@ -121,7 +121,10 @@ def markouts(fills: pd.DataFrame, mids: pd.DataFrame, horizons_ns=DEFAULT_HORIZO
         px = fills["px"].to_numpy(np.float64)
         fill_sym = fills["symbol"].to_numpy()
         m = mids[np.isfinite(mids["mid_px"].to_numpy(np.float64))]
-        for sym, g in m.groupby("symbol", sort=False):
+        syms = m["symbol"].to_numpy(object)
+        # one symbol (the usual run) needs no grouping
+        groups = [(syms[0], m)] if len(syms) and (syms == syms[0]).all() else m.groupby("symbol", sort=False)
+        for sym, g in groups:
             rows = np.flatnonzero(fill_sym == sym)
             if len(rows) == 0:
                 continue
@@ -184,7 +187,8 @@ def _fill_ratio(orders: pd.DataFrame | None) -> float:
     if orders is None or len(orders) == 0:
         return math.nan
     _require(orders, "orders", ("state", "filled_qty"))
-    accepted = orders["state"].astype(str).str.upper().to_numpy() != "REJECTED"
+    accepted = np.fromiter((str(v).upper() != "REJECTED" for v in orders["state"].to_numpy(object)), bool,
+                           len(orders))
     filled = orders["filled_qty"].to_numpy(np.float64) > 0
     n = int(accepted.sum())
     return float((accepted & filled).sum() / n) if n else math.nan

@@ -18,6 +18,40 @@ from workbench.backtest.metrics import compute_metrics
 __all__ = ["BacktestResult"]
 
 
+FILL_COLUMNS = ["ts_ns", "exch_ts_ns", "symbol", "side", "px_ticks", "qty_lots", "fee_units", "is_maker",
+                "client_order_id", "order_id", "mid_ticks", "tag"]
+
+
+def finish_fills(f: pd.DataFrame, scale: dict) -> pd.DataFrame:
+    """The fills' columns in currency (``scale``: symbol -> (tick, lot, unit)) and the time, added in place."""
+    if len(f):
+        tick = f["symbol"].map(lambda s: scale[s][0])
+        lot = f["symbol"].map(lambda s: scale[s][1])
+        unit = f["symbol"].map(lambda s: scale[s][2])
+        f["px"] = f["px_ticks"] * tick
+        f["qty"] = f["qty_lots"] * lot
+        f["fee"] = f["fee_units"] * unit
+        f["mid_px"] = f["mid_ticks"].astype(float) * tick
+    else:
+        for c in ("px", "qty", "fee", "mid_px"):
+            f[c] = pd.Series(dtype=float)
+    f["side"] = f["side"].astype(np.int8)
+    f["is_maker"] = f["is_maker"].astype(bool)
+    f["time"] = pd.to_datetime(f["ts_ns"], unit="ns", utc=True)
+    return f
+
+
+def finish_equity(eq: pd.DataFrame, scale: dict) -> pd.DataFrame:
+    """The equity curve's positions and mids in currency, and the time, added in place."""
+    single = len(scale) == 1
+    for s, (tick, lot, _) in scale.items():
+        p, m = ("position_lots", "mid_ticks") if single else (f"position_lots_{s}", f"mid_ticks_{s}")
+        eq["position" if single else f"position_{s}"] = eq[p] * lot
+        eq["mid_px" if single else f"mid_px_{s}"] = eq[m].astype(float) * tick
+    eq["time"] = pd.to_datetime(eq["ts_ns"], unit="ns", utc=True)
+    return eq
+
+
 @dataclass
 class BacktestResult:
     """The frames of one run, its metrics and counters; ``error`` is the strategy's exception if it raised."""
@@ -39,28 +73,12 @@ class BacktestResult:
         syms = bt._syms
         scale = {s: (float(d.ins.tick_size), float(d.ins.lot_size), d.unit) for s, d in syms.items()}
         compiled = getattr(bt, "_cr", None)
-        if compiled is not None:  # the compiled path: frames from its arrays
+        single = len(syms) == 1
+        if compiled is not None:  # the compiled path: the same frames, from its arrays
             f, orders, eq = compiled.frames(bt.orders.prefix)
         else:
-            f = pd.DataFrame(bt.fills, columns=["ts_ns", "exch_ts_ns", "symbol", "side", "px_ticks", "qty_lots",
-                                                "fee_units", "is_maker", "client_order_id", "order_id", "mid_ticks",
-                                                "tag"])
-        if len(f):
-            tick = f["symbol"].map(lambda s: scale[s][0])
-            lot = f["symbol"].map(lambda s: scale[s][1])
-            unit = f["symbol"].map(lambda s: scale[s][2])
-            f["px"] = f["px_ticks"] * tick
-            f["qty"] = f["qty_lots"] * lot
-            f["fee"] = f["fee_units"] * unit
-            f["mid_px"] = f["mid_ticks"].astype(float) * tick
-        else:
-            for c in ("px", "qty", "fee", "mid_px"):
-                f[c] = pd.Series(dtype=float)
-        f["side"] = f["side"].astype(np.int8)
-        f["is_maker"] = f["is_maker"].astype(bool)
-        f["time"] = pd.to_datetime(f["ts_ns"], unit="ns", utc=True)
+            f = finish_fills(pd.DataFrame(bt.fills, columns=FILL_COLUMNS), scale)
 
-        single = len(syms) == 1
         if compiled is None:
             rows = []
             for o in bt.orders.orders.values():
@@ -76,12 +94,7 @@ class BacktestResult:
             for s in syms:
                 cols += ["position_lots" if single else f"position_lots_{s}",
                          "mid_ticks" if single else f"mid_ticks_{s}"]
-            eq = pd.DataFrame(bt.marks, columns=cols)
-        for s, (tick, lot, _) in scale.items():
-            p, m = ("position_lots", "mid_ticks") if single else (f"position_lots_{s}", f"mid_ticks_{s}")
-            eq["position" if single else f"position_{s}"] = eq[p] * lot
-            eq["mid_px" if single else f"mid_px_{s}"] = eq[m].astype(float) * tick
-        eq["time"] = pd.to_datetime(eq["ts_ns"], unit="ns", utc=True)
+            eq = finish_equity(pd.DataFrame(bt.marks, columns=cols), scale)
 
         risk = pd.DataFrame([(e.ts_ns, e.rule, e.state_from.name, e.state_to.name, e.reason, e.value, e.threshold)
                              for e in bt.risk_events],
