@@ -21,6 +21,13 @@ this class replays what it logged: the guard's book updates, the answers, the ma
 methods as here. Results are identical; ``BacktestConfig.fast`` chooses (None: whenever it applies), ``path`` says
 which ran and ``fast_path_reason`` why not.
 
+The compiled path (:mod:`workbench.backtest.compiled`): when, on top of that, the strategy offers its decision rule
+as a kernel (:meth:`Strategy.compiled <workbench.strategy.base.Strategy.compiled>`; the market maker does, and its
+Python object calls the same kernel), that replay runs in numba too, with the risk guard's rules as kernels
+(:mod:`workbench.risk.nb`, held equal to :class:`~workbench.risk.RiskGuard` by a property test) and the order state
+machine on arrays; the frames are built from arrays at the end. Results are identical again;
+``BacktestConfig.compiled`` chooses, ``compiled_reason`` says why not.
+
 Accounting is in integers (lots, and notional units of tick x lot per symbol): cash moves by ``-side * px * qty -
 commission`` for each fill, as the venue settles it. The account is a margin account: the venue lends the base
 asset, so positions may go short, and equity is ``initial cash + cash moved + position x mid``. Deterministic for a

@@ -10,6 +10,8 @@ updates to the guard, answers to the order state machine, the fills frame and th
 the timers exactly as the Python path does. Results are the same as the Python path's, fill for fill (the tests in
 ``tests/backtest/test_fast_path.py`` compare both on hand-built and real recordings).
 
+When the strategy offers a kernel, :mod:`workbench.backtest.compiled` runs that Python side in numba as well.
+
 The fast path applies when (:func:`fast_path_reason` says why not otherwise): one symbol; the strategy is timer-only;
 the order-entry and response latencies are constant (the feed latency may be anything: its draws are taken up front
 as the local feed takes them); the queue model is :class:`~workbench.venue.queue.ConservativeQueue`,

@@ -1428,6 +1428,10 @@ def run_nb(ev, V, FD, xbid, xask, xst, lbid, lask, lst, FAR, FLOG, S, P, ORD, OR
 # for the books' facades (RUN_NEED_BOOK / RUN_NEED_SPACE, passed on) and to grow buffers (RUN_GROW). Results are
 # logged in arrays (fills, marks, orders, the guard's events) and turned into frames once, at the end
 # (workbench.backtest.compiled).
+# Two traps of numba's on-disk cache met here: a cached kernel holds its callees as they were compiled, so after
+# editing workbench/risk/nb.py or workbench/strategy/nb.py delete the __pycache__/*.nbi and *.nbc files of this
+# module (else the old callees run); and functions calling each other recursively load from the cache broken (a
+# segfault on the second process): none of these does.
 RUN_GROW = 10       # a buffer of the runner is short: the driver grows them all and calls again
 RUN_ERR_PAST = 11   # the kernel ran past a book update or an answer that sent an order (a bug: _loop_fast raises)
 RUN_BAIL = 12       # the guard's kernels left their exact range: run this backtest on another path
