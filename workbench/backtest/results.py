@@ -103,7 +103,8 @@ class BacktestResult:
                               columns=["ts_ns", "name", "old", "new", "source"])
         mids = None
         if single and len(eq):
-            mids = pd.DataFrame({"ts_ns": eq["ts_ns"], "symbol": next(iter(syms)), "mid_px": eq["mid_px"]}).dropna()
+            # rows without a mid stay: markouts skips them itself
+            mids = pd.DataFrame({"ts_ns": eq["ts_ns"], "symbol": next(iter(syms)), "mid_px": eq["mid_px"]})
         metrics = compute_metrics(f, eq, orders, mids, initial_equity=bt.initial_cash)
         counters = dict(bt.counters)
         counters["risk_events"] = len(risk)
