@@ -20,6 +20,8 @@ published at ``snapshot_hz`` at most; the latest value wins.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import dataclasses
 import logging
 import threading
 import time
@@ -148,6 +150,7 @@ class Engine:
         self.risk_events: list = []
         self.last_error: str | None = None
         self.telemetry = Telemetry()
+        self._param_specs = [dataclasses.asdict(p) for p in strategy.params.spec.values()]
         self._tick_ns = 0                  # perf_counter_ns of the book event being handled (0: none)
         self._sent_ns: dict[str, int] = {}  # client order id -> perf_counter_ns when sent, until its first report
         self._views: dict[str, Any] = {}
@@ -216,6 +219,20 @@ class Engine:
 
     def snapshot(self) -> Snapshot | None:
         return self._snapshot
+
+    def command(self, name: str, **params) -> concurrent.futures.Future:
+        """Send a control-plane command (``kill``, ``pause``, ``resume``, ``flatten``, ``stop``, ``set_params``) without
+        waiting: the engine applies it on its loop; the returned future holds its result. For a caller that must not
+        block, such as a button's handler on the kernel's thread."""
+        cmd = self._control_commands().get(name)
+        if cmd is None:
+            raise ConfigError(f"unknown command {name!r}")
+        loop = self._loop
+        if loop is None or self._done.is_set():
+            fut: concurrent.futures.Future = concurrent.futures.Future()
+            fut.set_exception(RuntimeError("the engine is not running"))
+            return fut
+        return asyncio.run_coroutine_threadsafe(cmd(params), loop)
 
     def _call(self, coro, timeout: float = 30.0):
         loop = self._loop
@@ -361,10 +378,10 @@ class Engine:
             own_orders=[[o.symbol, o.side, o.px_ticks, o.open_lots, o.client_order_id]
                         for o in self.orders.open_orders()],
             realised=equity - unreal, unrealised=unreal,
-            rebates=-sum(u * self._unit(s) for s, u in self._rebate_units.items()),
+            rebates=max(0.0, -sum(u * self._unit(s) for s, u in self._rebate_units.items())),
             peak_equity=tel.peak_equity, drawdown=tel.peak_equity - equity,
             breakers={k: list(v) for k, v in self.guard.breakers().items()},
-            params=self.strategy.params.as_dict(), latency=tel.latency_summary(),
+            params=self.strategy.params.as_dict(), param_specs=self._param_specs, latency=tel.latency_summary(),
             feed=tel.feed_health(now, self.counters), alerts=list(tel.alerts))
 
     # -- market events --------------------------------------------------------------------------------------------------

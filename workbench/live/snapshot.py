@@ -60,6 +60,7 @@ class Snapshot:
     drawdown: float = 0.0                  # from peak_equity, quote currency (>= 0)
     breakers: dict[str, list] = field(default_factory=dict)
     params: dict[str, object] = field(default_factory=dict)
+    param_specs: list = field(default_factory=list)  # the strategy's Params as dicts (name, default, lo, hi, ...)
     latency: dict[str, dict] = field(default_factory=dict)
     feed: dict[str, object] = field(default_factory=dict)
     alerts: list = field(default_factory=list)  # recent faults and halts, human-readable: [ts_ns, text]
