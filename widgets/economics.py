@@ -339,7 +339,8 @@ class EconomicsCalculator(widgets.VBox):
             for name, (_, _, kind) in _RESULTS.items():
                 setattr(self, name, values[name])
                 self.fields[name].value = _fmt(values[name], kind)
-            self.edge_table.value = _table_html(budget.side_by_side(), "wb-calc-edge") if budget else ""
+            self.edge_table.value = (_table_html(budget.side_by_side().rename_axis(None), "wb-calc-edge")
+                                     if budget else "")
             self.error = "; ".join(errors)
             self.error_field.value = f"<span style='color:#b00'>{self.error}</span>" if errors else ""
             self._draw(plan)

@@ -81,8 +81,8 @@ class RecordingView(widgets.VBox):
         (a recording's snapshot is at its start), the signals run over the trades drawn.
     """
 
-    def __init__(self, events: np.ndarray, instrument: Instrument, *, n_levels: int = 20, time_bins: int = 240,
-                 price_rows: int = 120, log_color: bool = True, max_trades: int = 3000,
+    def __init__(self, events: np.ndarray, instrument: Instrument, *, n_levels: int = 100, time_bins: int = 300,
+                 price_rows: int = 160, log_color: bool = True, max_trades: int = 3000,
                  iceberg_min_ratio: float = 1.0, delta_window: int = 200, delta_threshold: float | None = None,
                  title: str = "", start_ns: int | None = None, end_ns: int | None = None, **kwargs) -> None:
         if end_ns is not None:
@@ -111,33 +111,45 @@ class RecordingView(widgets.VBox):
 
     # -- the book --------------------------------------------------------------------------------------------------
     def _book(self, events: np.ndarray, n_levels: int, time_bins: int, price_rows: int) -> None:
-        rec = L2Book().replay(events, n_levels)
+        # pass 1: the touch after every venue message (one level: cheap to keep for the whole recording)
+        rec = L2Book().replay(events, 1)
         self._rec_ix = rec.event_ix
         lv = rec.levels
-        ts = events["ts_exch_ns"][rec.event_ix]
         self._rec_levels = lv
+        ts = events["ts_exch_ns"][rec.event_ix]
         both = (lv[:, 1, 0] > 0) & (lv[:, 3, 0] > 0)
         if self.start_ns is not None:
             both &= ts >= self.start_ns
         if not both.any():
             raise ConfigError("the book never has both sides in this recording (or in the window asked for)")
         ok = np.flatnonzero(both)
-        #: the touch over time: exchange ns, best bid and ask (quote units), thinned later for drawing
+        #: the touch over time: exchange ns, best bid and ask (quote units)
         self.touch_ts = ts[ok]
         self.best_bid = lv[ok, 0, 0] * self.tick
         self.best_ask = lv[ok, 2, 0] * self.tick
         t0, t1 = int(self.touch_ts[0]), int(self.touch_ts[-1])
         edges = np.linspace(t0, max(t1, t0 + 1), time_bins + 1).astype(np.int64)
-        # the book at the end of each interval: the last two-sided state at or before its right edge
-        sample = ok[np.maximum(np.searchsorted(ts[ok], edges[1:], side="right") - 1, 0)]
-        levels = lv[sample]                                  # (bins, 4, n)
+        # pass 2: the top n_levels at the end of each interval (after the last whole message at or before its right
+        # edge), replaying message by message up to there: n_levels deep costs nothing per message
+        ends = np.searchsorted(ts, edges[1:], side="right") - 1
+        levels = np.empty((time_bins, 4, n_levels), np.int64)
+        book, done = L2Book(), 0
+        for b, k in enumerate(ends):
+            upto = int(rec.event_ix[k]) + 1 if k >= 0 else 0
+            if upto > done:
+                book.apply(events[done:upto])
+                done = upto
+            levels[b] = book.levels(n_levels)
         px = np.concatenate([levels[:, 0, :], levels[:, 2, :]], axis=1)
         qty = np.concatenate([levels[:, 1, :], levels[:, 3, :]], axis=1)
         live = qty > 0
-        lo_t, hi_t = (int(np.percentile(px[live], q)) for q in (0.5, 99.5))
+        # price bands over the touch's range and a tenth of it either side (deeper levels fall outside)
+        lo_t, hi_t = int(lv[ok, 0, 0].min()), int(lv[ok, 2, 0].max())
+        pad = max((hi_t - lo_t) // 10, 5)
+        lo_t, hi_t = lo_t - pad, hi_t + pad
         bucket = max(1, math.ceil((hi_t - lo_t + 1) / price_rows))
         rows = (hi_t - lo_t) // bucket + 1
-        row = (px - lo_t) // bucket
+        row = np.where(live, px - lo_t, -1) // bucket
         keep = live & (row >= 0) & (row < rows)
         col = np.broadcast_to(np.arange(time_bins)[:, None], px.shape)
         grid = np.zeros((rows, time_bins))
@@ -227,10 +239,10 @@ class RecordingView(widgets.VBox):
                    self.delta_up, self.delta_down],
             axes=[bq.Axis(scale=t, tick_format="%H:%M:%S"),
                   bq.Axis(scale=y, side="left", tick_format=",.2f", label="price"),
-                  bq.ColorAxis(scale=c, side="right", label="size" + (" (log10 1+x)" if log_color else ""))],
+                  bq.ColorAxis(scale=c, side="right", label="log10(1 + size)" if log_color else "size")],
             title=title or "Book, trades and detections", legend_location="top-left",
             layout=widgets.Layout(width="100%", height="480px"),
-            fig_margin={"top": 40, "bottom": 40, "left": 80, "right": 80})
+            fig_margin={"top": 40, "bottom": 40, "left": 80, "right": 110})
         self.book_figure.add_class("wb-replay-heatmap")
         self._color_axis = self.book_figure.axes[2]
 
@@ -276,4 +288,4 @@ class RecordingView(widgets.VBox):
     def _on_log(self, change) -> None:
         with self.heatmap.hold_sync(), self._color_axis.hold_sync():
             self.heatmap.color = self._color(change["new"])
-            self._color_axis.label = "size" + (" (log10 1+x)" if change["new"] else "")
+            self._color_axis.label = "log10(1 + size)" if change["new"] else "size"

@@ -95,20 +95,21 @@ class BacktestReport(widgets.VBox):
         margin = {"top": 30, "bottom": 35, "left": 70, "right": 20}
         size = widgets.Layout(width="100%", height="260px")
         self.equity_figure = bq.Figure(
-            marks=[self.equity_line], title="Equity",
+            marks=[self.equity_line], title="Equity, change from the start (quote)",
             axes=[bq.Axis(scale=t, tick_format="%H:%M:%S"),
-                  bq.Axis(scale=ye, side="left", tick_format=",.2f", label="quote")],
+                  bq.Axis(scale=ye, side="left", tick_format=",.2f", num_ticks=6)],
             layout=size, fig_margin=margin)
         self.equity_figure.add_class("wb-report-equity")
         self.fills_figure = bq.Figure(
             marks=[self.mid_line, self.buys, self.sells], title="Fills on the mid price",
-            axes=[bq.Axis(scale=t, tick_format="%H:%M:%S"), bq.Axis(scale=yp, side="left", tick_format=",.2f")],
+            axes=[bq.Axis(scale=t, tick_format="%H:%M:%S"),
+                  bq.Axis(scale=yp, side="left", tick_format=",.2f", num_ticks=6)],
             legend_location="top-left", layout=size, fig_margin=margin)
         self.fills_figure.add_class("wb-report-fills")
         self.hist_figure = bq.Figure(
             marks=[self.pnl_bars], title="Net P&L per round trip",
-            axes=[bq.Axis(scale=xh, tick_format=",.2f", label="quote"),
-                  bq.Axis(scale=yh, side="left", label="round trips", tick_format="d")],
+            axes=[bq.Axis(scale=xh, tick_format=",.2f", label="quote", num_ticks=5),
+                  bq.Axis(scale=yh, side="left", label="round trips", num_ticks=4)],
             layout=widgets.Layout(width="420px", height="260px"), fig_margin=margin)
         self.hist_figure.add_class("wb-report-pnl-hist")
         self.metrics_table = widgets.HTML()
@@ -132,7 +133,8 @@ class BacktestReport(widgets.VBox):
         if n and idx[-1] != n - 1:
             idx = np.append(idx, n - 1)
         ts = eq["ts_ns"].to_numpy(np.int64)[idx] if n else np.zeros(0, np.int64)
-        equity = eq["equity"].to_numpy(np.float64)[idx] if n else np.zeros(0)
+        # drawn as the change from the start: readable digits, the same curve
+        equity = eq["equity"].to_numpy(np.float64)[idx] - float(eq["equity"].iloc[0]) if n else np.zeros(0)
         mid_col = "mid_px" if "mid_px" in eq.columns else next((c for c in eq.columns if c.startswith("mid_px_")), None)
         mid = eq[mid_col].to_numpy(np.float64)[idx] if n and mid_col else np.zeros(0)
         side = fills["side"].to_numpy() if len(fills) else np.zeros(0, np.int8)

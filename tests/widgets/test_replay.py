@@ -30,11 +30,12 @@ SNAP, DEPTH, TRADE = EventKind.SNAPSHOT, EventKind.DEPTH, EventKind.TRADE
 
 
 def binance_like() -> np.ndarray:
-    """A book 10000/10001 (1.000 and 2.000 a side, one more level behind each), then a bid that absorbs sells: three
-    sells of 0.8 at 10000 while it keeps showing 1.000; then buyers lift the ask four times."""
+    """A book 10000/10001 (1.000 and 2.000 a side, one more level behind each, and a far one the heatmap leaves
+    out), then a bid that absorbs sells: three sells of 0.8 at 10000 while it keeps showing 1.000; then buyers lift
+    the ask four times."""
     return rows(
-        (0, SNAP, 1, 10_000, 1000, int(EventFlag.CLEAR)), (0, SNAP, 1, 9_990, 500, 0),
-        (0, SNAP, -1, 10_001, 2000, 0), (0, SNAP, -1, 10_011, 700, END),
+        (0, SNAP, 1, 10_000, 1000, int(EventFlag.CLEAR)), (0, SNAP, 1, 9_996, 500, 0), (0, SNAP, 1, 9_000, 9000, 0),
+        (0, SNAP, -1, 10_001, 2000, 0), (0, SNAP, -1, 10_006, 700, END),
         (100, TRADE, -1, 10_000, 800, END), (200, TRADE, -1, 10_000, 800, END), (300, TRADE, -1, 10_000, 800, END),
         (400, DEPTH, 1, 10_000, 1000, END),
         (500, TRADE, 1, 10_001, 500, END), (600, TRADE, 1, 10_001, 500, END), (700, TRADE, 1, 10_001, 500, END),
@@ -44,13 +45,16 @@ def binance_like() -> np.ndarray:
 
 
 def test_the_heatmap_holds_the_resting_sizes_by_price_and_time():
-    v = RecordingView(binance_like(), INS, time_bins=9, price_rows=100, n_levels=2)
-    assert v.bucket_ticks == 1 and v.grid.shape == (len(v.grid_px), 9)
-    # the first interval shows the snapshot: 1.0 at 100.00, 0.5 at 99.90, 2.0 at 100.01, 0.7 at 100.11
+    v = RecordingView(binance_like(), INS, time_bins=9, price_rows=100, n_levels=3)
+    # price bands: the touch's range (100.00 .. 100.02) and 5 ticks either side, one tick each
+    assert v.bucket_ticks == 1 and v.grid.shape == (13, 9)
+    assert v.grid_px[0] == pytest.approx(99.95) and v.grid_px[-1] == pytest.approx(100.07)
+    # the first interval shows the snapshot: 1.0 at 100.00, 0.5 at 99.96, 2.0 at 100.01, 0.7 at 100.06; the level at
+    # 90.00 is in the top 3 but outside the bands
     px = np.round(v.grid_px, 2)
     col = v.grid[:, 0]
-    assert col[px == 100.00][0] == pytest.approx(1.0) and col[px == 99.90][0] == pytest.approx(0.5)
-    assert col[px == 100.01][0] == pytest.approx(2.0) and col[px == 100.11][0] == pytest.approx(0.7)
+    assert col[px == 100.00][0] == pytest.approx(1.0) and col[px == 99.96][0] == pytest.approx(0.5)
+    assert col[px == 100.01][0] == pytest.approx(2.0) and col[px == 100.06][0] == pytest.approx(0.7)
     assert col.sum() == pytest.approx(4.2)
     # the last interval: the ask moved to 100.02
     last = v.grid[:, -1]

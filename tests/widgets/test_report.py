@@ -23,7 +23,7 @@ def result(n_marks: int = 50, shift: float = 0.0, params=None) -> BacktestResult
         "px": [mid[5] - 0.01, mid[10] + 0.01, mid[20] + 0.01, mid[30] + 0.2], "qty": [1.0, 1.0, 1.0, 1.0],
         "fee": [-0.01, -0.01, -0.01, 0.02], "is_maker": [True, True, True, False], "mid_px": [mid[5], mid[10],
                                                                                          mid[20], mid[30]]})
-    eq = pd.DataFrame({"ts_ns": ts, "equity": 1e5 + 10 * shift + np.cumsum(np.r_[0.0, np.diff(mid)]), "cash": 1e5,
+    eq = pd.DataFrame({"ts_ns": ts, "equity": 1e5 + (1 + shift) * np.cumsum(np.r_[0.0, np.diff(mid)]), "cash": 1e5,
                        "position": 0.0, "mid_px": mid})
     orders = pd.DataFrame({"state": ["FILLED"] * 4, "filled_qty": [1.0] * 4})
     empty = pd.DataFrame()
@@ -35,7 +35,7 @@ def test_the_marks_hold_the_results_data():
     r = result()
     rep = BacktestReport(r)
     assert rep.result is r and rep.n_updates == 1
-    assert len(rep.equity_line.x) == 50 and rep.equity_line.y[-1] == pytest.approx(r.equity["equity"].iloc[-1])
+    assert len(rep.equity_line.x) == 50 and rep.equity_line.y[-1] == pytest.approx(r.equity["equity"].iloc[-1] - 1e5)
     assert rep.equity_line.x[0] == np.datetime64(T0, "ns")
     assert rep.mid_line.y.tolist() == pytest.approx(r.equity["mid_px"].tolist())
     # buys and sells apart, at their prices and times
@@ -104,7 +104,7 @@ def test_long_series_are_thinned_for_drawing_and_keep_their_last_point():
     rep = BacktestReport(r, max_points=1000)
     assert len(rep.equity_line.x) <= 1001
     assert rep.equity_line.x[-1] == np.datetime64(int(r.equity["ts_ns"].iloc[-1]), "ns")
-    assert rep.equity_line.y[-1] == r.equity["equity"].iloc[-1]
+    assert rep.equity_line.y[-1] == r.equity["equity"].iloc[-1] - r.equity["equity"].iloc[0]
 
 
 def test_a_run_without_fills_draws_empty_marks():
