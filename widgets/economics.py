@@ -62,6 +62,7 @@ import numpy as np
 import pandas as pd
 import traitlets
 
+from workbench import ConfigError
 from workbench.economics import (
     EdgeBudget,
     RealizedEconomics,
@@ -70,7 +71,6 @@ from workbench.economics import (
     economics_from_fills,
     value_recovery,
 )
-from workbench.exceptions import ConfigError
 
 __all__ = ["EconomicsCalculator", "fills_from_snapshot", "fills_from_journal"]
 

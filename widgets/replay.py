@@ -1,7 +1,8 @@
 """A static view of a recording: the book as a heatmap, the touch, the trades, and what two signals detected.
 
 :class:`RecordingView` replays a recording's events (:data:`workbench.types.event_dt`: a Binance capture, a LOBSTER
-message file, the workbench's Parquet) through :class:`workbench.book.L2Book` once and draws:
+message file, the workbench's Parquet; :func:`workbench.data.recording.load_recording` reads any of them) through
+:class:`workbench.book.L2Book` and draws:
 
 - the book heatmap: price x time, colour = resting size (base units) of the top ``n_levels`` levels of each side,
   sampled at the end of each of ``time_bins`` intervals and summed into ``price_rows`` price bands; a log option
@@ -9,7 +10,7 @@ message file, the workbench's Parquet) through :class:`workbench.book.L2Book` on
 - the best bid and ask over time;
 - the trades, sized by quantity and coloured by aggressor (green: a buyer lifted the ask, red: a seller hit the bid).
   LOBSTER has no trade rows: its visible and hidden executions are the trades, aggressor = the side opposite to the
-  resting order (:func:`workbench.data.lobster.aggressor_side`);
+  resting order (as :func:`workbench.data.lobster.aggressor_side` has it);
 - the detections of :func:`workbench.signals.iceberg_absorption` (a level that traded more than ``iceberg_min_ratio``
   times the size it displayed: a hidden order refilling it) as diamonds at the trade, blue for a bid absorbing
   sells, orange for an ask absorbing buys;
@@ -26,22 +27,14 @@ delta figure), ``wb-replay-log`` (the log-colour checkbox), ``wb-replay-summary`
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Sequence
-from pathlib import Path
 
 import bqplot as bq
 import ipywidgets as widgets
 import numpy as np
 
-from workbench import signals
+from workbench import ConfigError, EventKind, Instrument, signals
 from workbench.book import L2Book
-from workbench.data.lobster import aggressor_side
-from workbench.data.recording import load_recording
-from workbench.enums import EventKind
-from workbench.exceptions import ConfigError
-from workbench.instrument import Instrument
 
 __all__ = ["RecordingView"]
 
@@ -101,15 +94,6 @@ class RecordingView(widgets.VBox):
         super().__init__([self.summary, self.log_toggle, self.book_figure, self.delta_figure], **kwargs)
         self.add_class("wb-replay")
 
-    @classmethod
-    def from_recording(cls, paths: Sequence[str | Path], **kwargs) -> "RecordingView":
-        """Read a recording (:func:`workbench.data.recording.load_recording`: Binance captures, a LOBSTER message
-        file, Parquet) and view it; keyword arguments as for the constructor."""
-        ins, ev = load_recording([Path(p) for p in paths])
-        kwargs.setdefault("title", ", ".join(Path(p).name for p in paths))
-        return cls(ev, ins, **kwargs)
-
-    # -- the book --------------------------------------------------------------------------------------------------
     def _book(self, events: np.ndarray, n_levels: int, time_bins: int, price_rows: int) -> None:
         # pass 1: the touch after every venue message (one level: cheap to keep for the whole recording)
         rec = L2Book().replay(events, 1)
@@ -166,7 +150,10 @@ class RecordingView(widgets.VBox):
         is_trade = kind == int(EventKind.TRADE)
         is_exec = np.isin(kind, _EXEC_KINDS)
         ix = np.flatnonzero(is_trade | is_exec)
-        aggressor = np.where(is_exec[ix], aggressor_side(events[ix]), events["side"][ix]).astype(np.int8)
+        # an execution's side is the resting order's, so its aggressor is the other side (as
+        # workbench.data.lobster.aggressor_side has it); a trade row's side is its aggressor
+        side = events["side"][ix].astype(np.int8)
+        aggressor = np.where(is_exec[ix], -side, side).astype(np.int8)
         # the touch displayed just before each trade: the last book state recorded before its row
         before = np.searchsorted(self._rec_ix, ix, side="left") - 1
         lv = self._rec_levels[np.maximum(before, 0)]
