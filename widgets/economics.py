@@ -154,8 +154,8 @@ class EconomicsCalculator(widgets.VBox):
     ``taker_fee_bp``, ``maker_rebate_bp``, ``slippage_bp``, ``other_bp``; ``monthly_volume``, ``bps_lost``.
 
     >>> calc = EconomicsCalculator()
-    >>> calc.net_per_day, calc.net_bp_taker
-    (255.0, 3.0)
+    >>> round(calc.gross_per_day, 2), round(calc.net_per_day, 2), calc.net_bp_taker
+    (480.0, 255.0, 3.0)
     >>> calc.inputs["win_rate"].value = 50      # percent, as typed in the box
     """
 
