@@ -41,7 +41,7 @@ PUBLIC = {
     "widgets": ["BookHeatmap", "Dashboard", "DepthLadder", "EngineSource", "LatencyPanel", "ParamsPanel", "PnLPanel",
                 "RemoteSource", "RiskPanel", "dashboard"],
     "workbench.live": ["Credentials", "Engine", "EngineConfig", "Executor", "ExecutorConfig", "FeedClient", "FeedConfig",
-                       "Snapshot", "Trade"],
+                       "Sandbox", "Snapshot", "Trade"],
     "workbench.venue.server": ["ServerConfig", "ServerFaults", "ThreadedVenue", "VenueClock", "VenueServer"],
     "workbench.venue.protocol": [
         "ApiSession", "Faults", "Protocol", "ProtocolConfig", "RestResponse", "StreamName", "StreamSession",
