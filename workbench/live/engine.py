@@ -61,7 +61,7 @@ class EngineConfig:
     symbols: tuple[str, ...]
     risk: RiskConfig = field(default_factory=RiskConfig)
     journal_path: str | None = None
-    snapshot_hz: float = 10.0
+    snapshot_hz: float = 20.0             # faster than a dashboard draws (15 Hz), so each frame has a new one
     snapshot_levels: int = 20              # book levels per side in each snapshot
     guard_tick_ms: int = 50
     flatten_timeout_s: float = 5.0
@@ -162,6 +162,7 @@ class Engine:
         self.risk_events: list = []
         self.last_error: str | None = None
         self.telemetry = Telemetry()
+        self._units: dict[str, float] = {}
         self._param_specs = [dataclasses.asdict(p) for p in strategy.params.spec.values()]
         self._tick_ns = 0                  # perf_counter_ns of the book event being handled (0: none)
         self._sent_ns: dict[str, int] = {}  # client order id -> perf_counter_ns when sent, until its first report
@@ -393,7 +394,7 @@ class Engine:
             rebates=max(0.0, -sum(u * self._unit(s) for s, u in self._rebate_units.items())),
             peak_equity=tel.peak_equity, drawdown=tel.peak_equity - equity,
             breakers={k: list(v) for k, v in self.guard.breakers().items()},
-            params=self.strategy.params.as_dict(), param_specs=self._param_specs, latency=tel.latency_summary(),
+            params=self.strategy.params.as_dict(), param_specs=self._param_specs, latency=tel.latency_summary(now),
             feed=tel.feed_health(now, self.counters), alerts=list(tel.alerts))
 
     # -- market events --------------------------------------------------------------------------------------------------
@@ -643,8 +644,14 @@ class Engine:
             self._schedule_guard()
 
     def _unit(self, symbol: str) -> float:
-        ins = self.instruments.get(symbol)
-        return float(Decimal(ins.tick_size) * Decimal(ins.lot_size)) if ins else 0.0
+        """Quote currency per (tick x lot) of ``symbol``."""
+        u = self._units.get(symbol)
+        if u is None:
+            ins = self.instruments.get(symbol)
+            if ins is None:
+                return 0.0
+            u = self._units[symbol] = float(Decimal(ins.tick_size) * Decimal(ins.lot_size))
+        return u
 
     def _mark_guard(self, now_ns: int) -> None:
         """The account's equity to the guard (its drawdown and hourly-loss rules), as the backtester marks it."""
