@@ -485,9 +485,11 @@ def cmd_dashboard(args) -> int:
         if not token:
             raise ConfigError("--control needs the engine's token (--token, or WORKBENCH_CONTROL_TOKEN)")
         env["WORKBENCH_CONTROL_URL"], env["WORKBENCH_CONTROL_TOKEN"] = args.control, token
-    cmd = voila_command(args.app, port=args.port, open_browser=args.open, cull_idle_s=args.cull_idle)
+    cmd = voila_command(args.app, port=args.port, open_browser=not args.no_browser, cull_idle_s=args.cull_idle)
     print(f"serving the {args.app} on http://127.0.0.1:{args.port}/ "
           + (f"attached to {args.control}" if args.control else "with the embedded simulated venue"), flush=True)
+    if os.name == "posix":
+        os.execve(cmd[0], cmd, env)  # Voila in place of this process: Ctrl-C and signals reach it directly
     return subprocess.call(cmd, env=env)
 
 
@@ -591,7 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--control", help="attach to this engine's control plane (else: the embedded venue and an engine)")
     d.add_argument("--token", help="the engine's control token (or WORKBENCH_CONTROL_TOKEN)")
     d.add_argument("--app", default="dashboard", help="dashboard | calculator | a notebook path")
-    d.add_argument("--open", action="store_true", help="open a browser")
+    d.add_argument("--no-browser", action="store_true", help="do not open a browser (the URL is printed)")
     d.add_argument("--cull-idle", type=int, default=600, help="free a kernel with no page this many seconds")
     d.set_defaults(func=cmd_dashboard)
 

@@ -68,10 +68,22 @@ class EngineConfig:
     control: bool = True                   # serve the control plane on 127.0.0.1
     control_port: int = 0                  # 0: a free port
     control_token: str | None = field(default=None, repr=False)  # None: a new random one
+    # the account's equity at the start, quote currency (a decimal string; the backtester's ``initial_cash``): the
+    # base of ``env.equity()`` and of the guard's drawdown and hourly-loss rules. None: 0, and those rules then see
+    # the P&L since the start as equity: a first small gain is a positive peak, and any loss below zero after it
+    # is a "drawdown" of 100 % or more, which halts the engine
+    initial_equity: str | None = None
 
     def __post_init__(self) -> None:
         if not self.symbols:
             raise ConfigError("the engine needs at least one symbol")
+        if self.initial_equity is not None:
+            try:
+                ok = Decimal(self.initial_equity).is_finite() and Decimal(self.initial_equity) > 0
+            except Exception:
+                ok = False
+            if not ok:
+                raise ConfigError(f"initial_equity must be a decimal string > 0, got {self.initial_equity!r}")
         if not 0 < self.snapshot_hz <= 1000:
             raise ConfigError("snapshot_hz must be in (0, 1000]")
 
@@ -103,10 +115,10 @@ class _LiveEnv:
         return self._e.positions[self._sym(symbol)]
 
     def equity(self) -> float:
-        return self._e._equity()
+        return self._e._account_equity()
 
     def equity_units(self) -> int:
-        return int(round(self._e._equity() * 1e6))
+        return int(round(self._e._account_equity() * 1e6))
 
     def open_orders(self, symbol=None) -> list[OwnOrder]:
         return self._e.orders.open_orders(None if symbol is None else symbol)
@@ -336,7 +348,7 @@ class Engine:
         while True:
             await asyncio.sleep(self.config.guard_tick_ms / 1000)
             now = time.time_ns()
-            self.guard.on_mark(now, int(round(self._equity() * 1e6)))
+            self._mark_guard(now)
             self.guard.on_rate(now, self.executor.rate_usage)
             self.guard.tick(now)
             await self._drain_guard()
@@ -640,6 +652,15 @@ class Engine:
                 return 0.0
             u = self._units[symbol] = float(Decimal(ins.tick_size) * Decimal(ins.lot_size))
         return u
+
+    def _mark_guard(self, now_ns: int) -> None:
+        """The account's equity to the guard (its drawdown and hourly-loss rules), as the backtester marks it."""
+        self.guard.on_mark(now_ns, int(round(self._account_equity() * 1e6)))
+
+    def _account_equity(self) -> float:
+        """``initial_equity`` plus :meth:`_equity` (quote currency)."""
+        base = self.config.initial_equity
+        return (float(Decimal(base)) if base is not None else 0.0) + self._equity()
 
     def _equity(self) -> float:
         """Cash moved by fills plus positions at mid, since the start (quote currency)."""
