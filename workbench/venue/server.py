@@ -777,21 +777,12 @@ class VenueServer:
 
     async def _depth_loop(self, interval_ms: int, pending: dict[str, _Diff], suffix: str) -> None:
         index = 0 if suffix == "@depth@100ms" else 1
-        last_u: dict[str, int] = {}  # per symbol, the u of the previous message of this stream (sent or dropped)
         while True:
             await asyncio.sleep(interval_ms / 1000)
             now = self._wall()
             for sym, diff in list(pending.items()):
                 if diff:
                     pending[sym] = _Diff()
-                    # A message covers every update since the previous one, as Binance's do (U = previous u + 1):
-                    # a replayed recording's level changes carry the u of their diff, not its U, so without this a
-                    # client that checks the chain saw a gap at every message. A dropped message (a fault) still
-                    # moves last_u, so the client sees that gap.
-                    prev = last_u.get(sym)
-                    if prev is not None and prev < diff.first:
-                        diff.first = prev + 1
-                    last_u[sym] = diff.last
                     if not (self.config.depth_every_batch and index == 0):
                         self._send_diff(sym, diff, index, now)
 
