@@ -12,6 +12,7 @@ import pytest
 
 from widgets.economics import EconomicsCalculator, fills_from_journal, fills_from_snapshot
 from workbench.economics import UnitEconomics, compare, economics_from_fills
+from workbench.live import Snapshot
 
 T0 = 1_723_161_600_000_000_000
 S = 1_000_000_000
@@ -145,7 +146,9 @@ def test_planned_vs_realised_from_a_fills_table():
 def test_the_live_sides_fills_in_the_fills_contract():
     fills = [[1, T0, "BTCUSDT", 1, 10_000, 100_000_000, 0.1, True],
              [2, T0 + S, "BTCUSDT", -1, 10_200, 100_000_000, 0.1, True]]
-    snap = SimpleNamespace(fills=fills, instruments={"BTCUSDT": ["0.01", "0.00000001"]})
+    snap = Snapshot(ts_ns=T0 + 2 * S, running=True, paused=False, guard_state="ACTIVE", halted_by=None, tops={},
+                    in_sync={}, positions={"BTCUSDT": 0}, cash=0.0, fees=0.2, equity_change=1.8, open_orders=0,
+                    counters={}, last_error=None, instruments={"BTCUSDT": ["0.01", "0.00000001"]}, fills=fills)
     f = fills_from_snapshot(snap)
     assert f["px"].tolist() == [100.0, 102.0] and f["qty"].tolist() == [1.0, 1.0] and f["side"].dtype == np.int8
     calc = EconomicsCalculator()
