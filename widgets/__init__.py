@@ -5,13 +5,17 @@ usable alone. Panels take :class:`workbench.live.Snapshot` values; commands go t
 """
 
 from widgets.dashboard import Dashboard, dashboard
+from widgets.economics import EconomicsCalculator, fills_from_journal, fills_from_snapshot
 from widgets.heatmap import BookHeatmap
 from widgets.ladder import DepthLadder
 from widgets.latency import LatencyPanel
 from widgets.params import ParamsPanel
 from widgets.pnl import PnLPanel
+from widgets.replay import RecordingView
+from widgets.report import BacktestReport
 from widgets.risk import RiskPanel
 from widgets.source import EngineSource, RemoteSource
 
-__all__ = ["BookHeatmap", "Dashboard", "DepthLadder", "EngineSource", "LatencyPanel", "ParamsPanel", "PnLPanel",
-           "RemoteSource", "RiskPanel", "dashboard"]
+__all__ = ["BacktestReport", "BookHeatmap", "Dashboard", "DepthLadder", "EconomicsCalculator", "EngineSource",
+           "LatencyPanel", "ParamsPanel", "PnLPanel", "RecordingView", "RemoteSource", "RiskPanel", "dashboard",
+           "fills_from_journal", "fills_from_snapshot"]
