@@ -316,6 +316,20 @@ class Journal:
             by_id[coid].history.append((ts, OrderState(state)))
         return out
 
+    def orders_short_of_fills(self) -> list[OwnOrder]:
+        """Orders, open or not, whose journaled filled size is more than the size of their journaled fills: the
+        venue said they filled (an answer or a status), the fill itself was not journaled yet (a crash between the
+        two). After a restart, their fills are fetched from the venue."""
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT o.client_order_id, symbol, side, type, tif, o.qty_lots, o.px_ticks, state, filled_lots, "
+                "quote_filled, o.fee_units, o.order_id, created_ns, updated_ns, reason, tag FROM orders o LEFT JOIN "
+                "(SELECT client_order_id, sum(qty_lots) AS q FROM fills GROUP BY client_order_id) f "
+                "USING (client_order_id) WHERE o.filled_lots > coalesce(f.q, 0) ORDER BY created_ns, o.rowid"
+            ).fetchall()
+        return [OwnOrder(r[0], r[1], r[2], OrderType(r[3]), TimeInForce(r[4]), *r[5:7], OrderState(r[7]), *r[8:])
+                for r in rows]
+
     def frame(self, table: str) -> pd.DataFrame:
         """One table as a pandas DataFrame in journal order, read through a separate read-only connection (safe to
         call from another thread while the engine writes)."""
