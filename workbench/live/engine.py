@@ -516,7 +516,7 @@ class Engine:
                 server_ms = await asyncio.to_thread(_server_time_ms, self.config.rest)
             except (OSError, ValueError, KeyError) as exc:
                 self.counters["clock_checks_failed"] += 1
-                log.warning("clock check failed: %s", exc)
+                log.debug("clock check failed: %s", exc)
                 await asyncio.sleep(0.25)
                 continue
             t1 = ex.clock()
