@@ -255,8 +255,8 @@ class Prober(Strategy):
 
 
 class Burst(Strategy):
-    """A burst of fills: every 5 ms a market order of 0.001 BTC, buying and selling in turn (position 0 or +1 lot
-    size), and one post-only bid resting 2 ticks under the best bid (open orders to restore after a crash).
+    """A burst of fills: every 5 ms a market order of 0.001 BTC (unless one is in flight), buying and selling in
+    turn (position 0 or 0.001 BTC), and one post-only bid resting 50 ticks under the best bid (open orders to restore after a crash).
     ``attempts`` counts every order it asked for."""
 
     name = "burst"
@@ -273,12 +273,14 @@ class Burst(Strategy):
 
     def on_timer(self, env) -> None:
         self.n += 1
-        self.attempts += 1
-        env.market(1 if env.position_lots() <= 0 else -1, LOT, tag="burst")
-        bid = env.book().best_bid_ticks()
-        if bid is not None and not [o for o in env.open_orders() if o.tag == "rest"]:
+        mine = env.open_orders()
+        if not [o for o in mine if o.tag == "burst"]:  # one market order at a time: the position stays 0 or 1 lot
             self.attempts += 1
-            env.limit(1, LOT, bid - 2, post_only=True, tag="rest")
+            env.market(1 if env.position_lots() <= 0 else -1, LOT, tag="burst")
+        bid = env.book().best_bid_ticks()
+        if bid is not None and not [o for o in mine if o.tag == "rest"]:
+            self.attempts += 1
+            env.limit(1, LOT, bid - 50, post_only=True, tag="rest")
 
 
 @dataclass
