@@ -23,6 +23,7 @@ from tests.live.venue_records import (
     SYM,
     USER,
     Burst,
+    alerts,
     Checker,
     journal_rows,
     served,
@@ -142,7 +143,7 @@ def test_kill_9_mid_burst_then_restart_loses_no_fill(tmp_path):
                 assert set(ids) == venue_ids  # zero lost (nothing happened at the venue since: the checker is idle)
                 if missing:
                     assert eng.counters["fills"] == len(missing)
-                    assert any("missed_fills" in f for f in eng.snapshot().faults)
+                    assert any("missed_fills" in f for f in alerts(eng))
             finally:
                 stop_all(eng)
         # the venue's own API says the same, and the sweeps were fills the journal could only learn from it

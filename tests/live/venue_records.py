@@ -135,6 +135,12 @@ def wait_for(pred, timeout: float = 30.0, what: str = "") -> None:
         time.sleep(0.01)
 
 
+def alerts(eng: Engine) -> list[str]:
+    """The texts of the snapshot's alerts (recent faults, halts, resumes, risk events)."""
+    s = eng.snapshot()
+    return [text for _, text in s.alerts] if s is not None else []
+
+
 def on_loop(eng: Engine, fn, timeout: float = 10.0):
     """``fn()`` on the engine's loop (its books and orders are consistent there)."""
     async def run():

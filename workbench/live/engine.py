@@ -21,7 +21,7 @@ with -1021 (until the clock has been checked against the venue's ``/api/v3/time`
 (-1003/-1015: for ``rate_limit_backoff_s``), an order whose execution status is unknown (until the venue says what
 became of it; asked again every ``unknown_recheck_s``). The guard's own pauses (a stale book: > 300 ms without an
 update; a wide spread) let only orders that reduce exposure pass, and its halts (a strategy that raised, a kill,
-a breaker) none; they are listed too. :attr:`Snapshot.faults` keeps the latest faults as short lines of text.
+a breaker) none; they are listed too. Each fault, halt and resume is also one of :attr:`Snapshot.alerts`.
 
 After a crash, a journal restores positions (its fills) and open orders (:meth:`OrderBook.restore`); the
 executor reconciles them with the venue, the fills missed while the engine was down are fetched with ``myTrades``
@@ -34,11 +34,13 @@ published at ``snapshot_hz`` at most; the latest value wins.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import dataclasses
 import logging
 import threading
 import time
 import traceback
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -50,6 +52,7 @@ from workbench.exceptions import ConfigError
 from workbench.instrument import Instrument
 from workbench.live.executor import Credentials, Executor, ExecutorConfig
 from workbench.live.feed import FeedClient, FeedConfig, Trade
+from workbench.live.snapshot import Snapshot, Telemetry
 from workbench.risk import ActionKind, GuardState, RiskConfig, RiskGuard
 from workbench.strategy.base import Strategy
 from workbench.strategy.orders import OrderBook, OrderState, OwnOrder
@@ -73,6 +76,7 @@ class EngineConfig:
     risk: RiskConfig = field(default_factory=RiskConfig)
     journal_path: str | None = None
     snapshot_hz: float = 10.0
+    snapshot_levels: int = 20              # book levels per side in each snapshot
     guard_tick_ms: int = 50
     flatten_timeout_s: float = 5.0
     control: bool = True                   # serve the control plane on 127.0.0.1
@@ -92,28 +96,6 @@ class EngineConfig:
         cred, urls = Credentials.from_keys_file(path)
         return cls(rest=urls["rest"], stream=urls["stream"], ws_api=urls["ws_api"], credentials=cred,
                    symbols=symbols, **kw)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What the views show, at ``ts_ns``. Prices in ticks, sizes in lots; P&L in quote currency."""
-
-    ts_ns: int
-    running: bool
-    paused: bool
-    guard_state: str
-    halted_by: str | None
-    tops: dict[str, tuple]                 # symbol -> (bid ticks, bid lots, ask ticks, ask lots)
-    in_sync: dict[str, bool]
-    positions: dict[str, int]
-    cash: float
-    fees: float
-    equity_change: float                   # cash moved + positions at mid, since start
-    open_orders: int
-    counters: dict[str, int]
-    last_error: str | None
-    halts: tuple[str, ...] = ()            # why strategy orders are refused now (engine halts, guard pauses)
-    faults: tuple[str, ...] = ()           # the latest faults and recoveries, oldest first
 
 
 class _LiveEnv:
@@ -180,8 +162,13 @@ class Engine:
         self.positions: dict[str, int] = {s: 0 for s in config.symbols}
         self._cash_units: dict[str, int] = {s: 0 for s in config.symbols}
         self._fee_units: dict[str, int] = {s: 0 for s in config.symbols}
+        self._rebate_units: dict[str, int] = {s: 0 for s in config.symbols}  # sum of negative fees (rebates)
         self.risk_events: list = []
         self.last_error: str | None = None
+        self.telemetry = Telemetry()
+        self._param_specs = [dataclasses.asdict(p) for p in strategy.params.spec.values()]
+        self._tick_ns = 0                  # perf_counter_ns of the book event being handled (0: none)
+        self._sent_ns: dict[str, int] = {}  # client order id -> perf_counter_ns when sent, until its first report
         self._views: dict[str, Any] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -201,7 +188,6 @@ class Engine:
         self._halts: dict[str, str] = {}        # key -> why; strategy orders are refused while not empty
         self._halt_until: dict[str, float] = {}  # key -> monotonic time its halt ends by itself (429 backoff)
         self._unknown: dict[str, float] = {}     # client order id of unknown status -> monotonic time last asked
-        self._notes: deque[str] = deque(maxlen=20)
         self._rule_reasons: dict[str, str] = {}  # the guard's last reason per rule
         self._quiet_until_ns = 0                 # malformed input: noted at most once a second
         self._clock_task: asyncio.Task | None = None
@@ -257,6 +243,20 @@ class Engine:
 
     def snapshot(self) -> Snapshot | None:
         return self._snapshot
+
+    def command(self, name: str, **params) -> concurrent.futures.Future:
+        """Send a control-plane command (``kill``, ``pause``, ``resume``, ``flatten``, ``stop``, ``set_params``) without
+        waiting: the engine applies it on its loop; the returned future holds its result. For a caller that must not
+        block, such as a button's handler on the kernel's thread."""
+        cmd = self._control_commands().get(name)
+        if cmd is None:
+            raise ConfigError(f"unknown command {name!r}")
+        loop = self._loop
+        if loop is None or self._done.is_set():
+            fut: concurrent.futures.Future = concurrent.futures.Future()
+            fut.set_exception(RuntimeError("the engine is not running"))
+            return fut
+        return asyncio.run_coroutine_threadsafe(cmd(params), loop)
 
     def _call(self, coro, timeout: float = 30.0):
         loop = self._loop
@@ -373,17 +373,43 @@ class Engine:
             self._publish()
 
     def _publish(self, running: bool = True) -> None:
-        tops, sync = {}, {}
-        for s in self.config.symbols:
+        now = time.time_ns()
+        syms = self.config.symbols
+        tops, sync, books = {}, {}, {}
+        unreal = 0.0
+        for s in syms:
             t = self.feed.book(s).top() if self.feed else None
             tops[s] = (t.bid_px_ticks, t.bid_qty_lots, t.ask_px_ticks, t.ask_qty_lots) if t else (None, 0, None, 0)
             sync[s] = bool(self.feed and self.feed.in_sync(s))
-        cash = sum(self._cash_units[s] * self._unit(s) for s in self.config.symbols)
-        fees = sum(self._fee_units[s] * self._unit(s) for s in self.config.symbols)
-        self._snapshot = Snapshot(time.time_ns(), running and not self._done.is_set(), self.paused,
-                                  self.guard.state.name, self.guard.halted_by, tops, sync, dict(self.positions),
-                                  cash, fees, self._equity(), len(self.orders.open_orders()), dict(self.counters),
-                                  self.last_error, self._halt_texts(), tuple(self._notes))
+            view = self._views.get(s)
+            if view is not None:
+                n = self.config.snapshot_levels
+                books[s] = {"bids": [list(x) for x in view.levels(1, n)],
+                            "asks": [list(x) for x in view.levels(-1, n)]}
+                mid, entry, pos = view.mid_ticks(), self.guard.avg_entry_ticks(s), self.positions[s]
+                if pos and mid is not None and entry is not None:
+                    unreal += pos * (mid - entry) * self._unit(s)
+        cash = sum(self._cash_units[s] * self._unit(s) for s in syms)
+        fees = sum(self._fee_units[s] * self._unit(s) for s in syms)
+        equity = self._equity()
+        tel = self.telemetry
+        tel.peak_equity = max(tel.peak_equity, equity)
+        self._snapshot = Snapshot(
+            ts_ns=now, running=running and not self._done.is_set(), paused=self.paused,
+            guard_state=self.guard.state.name, halted_by=self.guard.halted_by, tops=tops, in_sync=sync,
+            positions=dict(self.positions), cash=cash, fees=fees, equity_change=equity,
+            open_orders=len(self.orders.open_orders()), counters=dict(self.counters), last_error=self.last_error,
+            strategy=type(self.strategy).__name__,
+            instruments={s: [i.tick_size, i.lot_size] for s, i in self.instruments.items()},
+            books=books, trades=list(tel.trades), fills=list(tel.fills),
+            own_orders=[[o.symbol, o.side, o.px_ticks, o.open_lots, o.client_order_id]
+                        for o in self.orders.open_orders()],
+            realised=equity - unreal, unrealised=unreal,
+            rebates=max(0.0, -sum(u * self._unit(s) for s, u in self._rebate_units.items())),
+            peak_equity=tel.peak_equity, drawdown=tel.peak_equity - equity,
+            breakers={k: list(v) for k, v in self.guard.breakers().items()},
+            params=self.strategy.params.as_dict(), param_specs=self._param_specs, latency=tel.latency_summary(),
+            feed=tel.feed_health(now, self.counters), alerts=list(tel.alerts), halts=list(self._halt_texts()))
 
     # -- market events --------------------------------------------------------------------------------------------------
     def _on_book(self, symbol: str) -> None:
@@ -393,13 +419,17 @@ class Engine:
         view.invalidate()
         now = time.time_ns()
         self.env.now_ns = now
+        self.telemetry.on_book(now, symbol)
         top = view.top()
         self.guard.on_book(now, symbol, top.bid_px_ticks, top.ask_px_ticks, view.depth_lots(1), view.depth_lots(-1))
         self._schedule_guard()
         if self.strategy.act_on_book and self._strategy_on:
+            self._tick_ns = time.perf_counter_ns()
             self._strategy_call(self.strategy.on_book, self.env, symbol)
+            self._tick_ns = 0
 
     def _on_trade(self, t: Trade) -> None:
+        self.telemetry.on_trade(t.ts_ns, t.symbol, t.px_ticks, t.qty_lots, t.aggressor)
         if self.strategy.act_on_trade and self._strategy_on:
             self.env.now_ns = time.time_ns()
             self._strategy_call(self.strategy.on_trade, self.env, t.symbol, t.px_ticks, t.qty_lots, t.aggressor,
@@ -434,14 +464,13 @@ class Engine:
 
     # -- faults and halts ---------------------------------------------------------------------------------------------
     def _note(self, source: str, kind: str, detail: str, symbol: str | None = None) -> None:
-        """A fault or what was done about it: kept for the snapshot, journaled."""
+        """A fault or what was done about it: an alert in the snapshot, a row in the journal."""
         now = time.time_ns()
         if kind == "malformed":  # a venue sending garbage could flood the journal: once a second is enough
             if now < self._quiet_until_ns:
                 return
             self._quiet_until_ns = now + 1_000_000_000
-        t = time.strftime("%H:%M:%S", time.localtime(now / 1e9)) + f".{now // 1_000_000 % 1000:03d}"
-        self._notes.append(f"{t} {source} {kind}{' ' + symbol if symbol else ''}: {detail}")
+        self.telemetry.alert(now, f"{source}{' ' + symbol if symbol else ''} {kind}: {detail}")
         if self.journal is not None:
             self.journal.record_fault(ts_ns=now, source=source, kind=kind, symbol=symbol or "", detail=detail)
 
@@ -550,6 +579,10 @@ class Engine:
         if self.journal is not None:
             self.journal.record_order(o, "sent")
         asyncio.get_running_loop().create_task(self.executor.place(o))
+        t = time.perf_counter_ns()
+        self._sent_ns[o.client_order_id] = t
+        if self._tick_ns and source == "strategy":
+            self.telemetry.latency["tick_to_order"].add(t - self._tick_ns)
         return o
 
     def _cancel(self, coid: str) -> bool:
@@ -561,6 +594,9 @@ class Engine:
         return True
 
     def _on_order(self, o: OwnOrder) -> None:
+        sent = self._sent_ns.pop(o.client_order_id, None)
+        if sent is not None:
+            self.telemetry.latency["order_ack"].add(time.perf_counter_ns() - sent)
         if self.journal is not None:
             self.journal.record_order(o, "report")
         if o.state is OrderState.REJECTED and o.reason[:1] == "-":
@@ -582,7 +618,10 @@ class Engine:
         self.positions[s] += o.side * qty_lots
         self._cash_units[s] -= o.side * px_ticks * qty_lots + fee_units
         self._fee_units[s] += fee_units
+        if fee_units < 0:
+            self._rebate_units[s] += fee_units
         self.counters["fills"] += 1
+        self.telemetry.on_fill(now, s, o.side, px_ticks, qty_lots, fee_units * self._unit(s), is_maker)
         self.guard.on_fill(now, s, o.side, px_ticks, qty_lots)
         self._schedule_guard()
         if self._strategy_on:
@@ -632,10 +671,9 @@ class Engine:
         ev = self.guard.drain_events()
         if ev:
             self.risk_events.extend(ev)
-            for e in ev:  # journaled below as risk events; kept here for the snapshot
+            for e in ev:  # journaled below as risk events; the alert and the rule's reason for the snapshot
                 self._rule_reasons[e.rule] = e.reason
-                t = time.strftime("%H:%M:%S", time.localtime(e.ts_ns / 1e9)) + f".{e.ts_ns // 1_000_000 % 1000:03d}"
-                self._notes.append(f"{t} guard {e.rule}: {e.state_from.name} -> {e.state_to.name}: {e.reason}")
+                self.telemetry.alert(e.ts_ns, f"risk {e.state_from.name} -> {e.state_to.name} ({e.rule}): {e.reason}")
             if self.journal is not None:
                 for e in ev:
                     self.journal.record_risk_event(e)
@@ -737,6 +775,7 @@ class Engine:
                 continue
             if await self._venue_confirms_flat():
                 self.counters["kill_confirmed"] += 1
+                self.telemetry.alert(time.time_ns(), "kill: the venue confirms no open orders, positions flat")
                 self._publish()
                 return True
         return False
