@@ -18,7 +18,7 @@ LAYERS = {
     "book": 1, "signals": 1,
     "data": 2, "venue": 2, "risk": 2, "strategy": 2, "economics": 2,
     "backtest": 3,
-    "aio": 4, "cli": 4, "journal": 4, "live": 4,
+    "aio": 4, "apps": 4, "cli": 4, "journal": 4, "live": 4,
 }
 # modules of a part that sit in a higher layer: the asyncio wrappers around the sans-I/O venue
 MODULE_LAYERS = {"venue/server.py": 4}

@@ -30,7 +30,7 @@ log = logging.getLogger("workbench.widgets")
 class Dashboard(ipw.VBox):
     """Panels over ``source``; :meth:`start` renders on the running loop, :meth:`render` draws one frame."""
 
-    def __init__(self, source: SnapshotSource, *, fps: float = 10.0, symbol: str | None = None,
+    def __init__(self, source: SnapshotSource, *, fps: float = 15.0, symbol: str | None = None,
                  own_source: bool = False) -> None:
         if not 1 <= fps <= 30:
             raise ValueError("fps must be between 1 and 30 (the Jupyter server caps widget traffic)")
@@ -118,7 +118,7 @@ class Dashboard(ipw.VBox):
         super().close()
 
 
-def dashboard(engine=None, *, url: str | None = None, token: str | None = None, fps: float = 10.0,
+def dashboard(engine=None, *, url: str | None = None, token: str | None = None, fps: float = 15.0,
               symbol: str | None = None, start: bool = True) -> Dashboard:
     """The dashboard of ``engine`` (in this kernel), or of the engine at control-plane ``url`` with ``token``."""
     if (engine is None) == (url is None):

@@ -75,7 +75,7 @@ class EngineConfig:
     symbols: tuple[str, ...]
     risk: RiskConfig = field(default_factory=RiskConfig)
     journal_path: str | None = None
-    snapshot_hz: float = 10.0
+    snapshot_hz: float = 20.0             # faster than a dashboard draws (15 Hz), so each frame has a new one
     snapshot_levels: int = 20              # book levels per side in each snapshot
     guard_tick_ms: int = 50
     flatten_timeout_s: float = 5.0
@@ -84,10 +84,22 @@ class EngineConfig:
     control_token: str | None = field(default=None, repr=False)  # None: a new random one
     rate_limit_backoff_s: float = 1.0      # after a 429 (-1003/-1015), no strategy order for this long
     unknown_recheck_s: float = 1.0         # an order of unknown status is asked about again this often
+    # the account's equity at the start, quote currency (a decimal string; the backtester's ``initial_cash``): the
+    # base of ``env.equity()`` and of the guard's drawdown and hourly-loss rules. None: 0, and those rules then see
+    # the P&L since the start as equity: a first small gain is a positive peak, and any loss below zero after it
+    # is a "drawdown" of 100 % or more, which halts the engine
+    initial_equity: str | None = None
 
     def __post_init__(self) -> None:
         if not self.symbols:
             raise ConfigError("the engine needs at least one symbol")
+        if self.initial_equity is not None:
+            try:
+                ok = Decimal(self.initial_equity).is_finite() and Decimal(self.initial_equity) > 0
+            except Exception:
+                ok = False
+            if not ok:
+                raise ConfigError(f"initial_equity must be a decimal string > 0, got {self.initial_equity!r}")
         if not 0 < self.snapshot_hz <= 1000:
             raise ConfigError("snapshot_hz must be in (0, 1000]")
 
@@ -119,10 +131,10 @@ class _LiveEnv:
         return self._e.positions[self._sym(symbol)]
 
     def equity(self) -> float:
-        return self._e._equity()
+        return self._e._account_equity()
 
     def equity_units(self) -> int:
-        return int(round(self._e._equity() * 1e6))
+        return int(round(self._e._account_equity() * 1e6))
 
     def open_orders(self, symbol=None) -> list[OwnOrder]:
         return self._e.orders.open_orders(None if symbol is None else symbol)
@@ -166,6 +178,7 @@ class Engine:
         self.risk_events: list = []
         self.last_error: str | None = None
         self.telemetry = Telemetry()
+        self._units: dict[str, float] = {}
         self._param_specs = [dataclasses.asdict(p) for p in strategy.params.spec.values()]
         self._tick_ns = 0                  # perf_counter_ns of the book event being handled (0: none)
         self._sent_ns: dict[str, int] = {}  # client order id -> perf_counter_ns when sent, until its first report
@@ -361,7 +374,7 @@ class Engine:
         while True:
             await asyncio.sleep(self.config.guard_tick_ms / 1000)
             now = time.time_ns()
-            self.guard.on_mark(now, int(round(self._equity() * 1e6)))
+            self._mark_guard(now)
             self.guard.on_rate(now, self.executor.rate_usage)
             self.guard.tick(now)
             await self._drain_guard()
@@ -408,7 +421,7 @@ class Engine:
             rebates=max(0.0, -sum(u * self._unit(s) for s, u in self._rebate_units.items())),
             peak_equity=tel.peak_equity, drawdown=tel.peak_equity - equity,
             breakers={k: list(v) for k, v in self.guard.breakers().items()},
-            params=self.strategy.params.as_dict(), param_specs=self._param_specs, latency=tel.latency_summary(),
+            params=self.strategy.params.as_dict(), param_specs=self._param_specs, latency=tel.latency_summary(now),
             feed=tel.feed_health(now, self.counters), alerts=list(tel.alerts), halts=list(self._halt_texts()))
 
     # -- market events --------------------------------------------------------------------------------------------------
@@ -799,8 +812,23 @@ class Engine:
             self._schedule_guard()
 
     def _unit(self, symbol: str) -> float:
-        ins = self.instruments.get(symbol)
-        return float(Decimal(ins.tick_size) * Decimal(ins.lot_size)) if ins else 0.0
+        """Quote currency per (tick x lot) of ``symbol``."""
+        u = self._units.get(symbol)
+        if u is None:
+            ins = self.instruments.get(symbol)
+            if ins is None:
+                return 0.0
+            u = self._units[symbol] = float(Decimal(ins.tick_size) * Decimal(ins.lot_size))
+        return u
+
+    def _mark_guard(self, now_ns: int) -> None:
+        """The account's equity to the guard (its drawdown and hourly-loss rules), as the backtester marks it."""
+        self.guard.on_mark(now_ns, int(round(self._account_equity() * 1e6)))
+
+    def _account_equity(self) -> float:
+        """``initial_equity`` plus :meth:`_equity` (quote currency)."""
+        base = self.config.initial_equity
+        return (float(Decimal(base)) if base is not None else 0.0) + self._equity()
 
     def _equity(self) -> float:
         """Cash moved by fills plus positions at mid, since the start (quote currency)."""

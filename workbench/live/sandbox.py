@@ -33,8 +33,9 @@ class Sandbox:
 
     def __init__(self, strategy: Strategy | None = None, *, symbols: tuple[str, ...] = ("BTCUSDT",), seed: int = 7,
                  risk: RiskConfig | None = None, **engine_kw) -> None:
+        # re-quoting every 250 ms keeps the default well inside the venue's 50 orders / 10 s
         self.strategy = strategy or MarketMaker(half_spread_ticks=1, order_qty=0.001, max_position=3,
-                                                decide_every_ms=100)
+                                                decide_every_ms=250)
         self.venue = SyntheticVenue.default(symbols, seed=seed)
         self._key = new_api_key(USER)
         self._risk = risk or RiskConfig(max_depth_frac=1.0)

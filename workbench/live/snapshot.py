@@ -82,12 +82,15 @@ class LatencyRing:
     def __init__(self, n: int = 2048) -> None:
         self._buf = np.zeros(n, np.int64)
         self._n = 0
+        self._summary: tuple[int, dict] | None = None  # (samples seen, summary) of the last summary()
 
     def add(self, ns: int) -> None:
         self._buf[self._n % len(self._buf)] = ns
         self._n += 1
 
     def summary(self) -> dict:
+        if self._summary is not None and self._summary[0] == self._n:
+            return self._summary[1]
         k = min(self._n, len(self._buf))
         if k == 0:
             return {"p50_us": None, "p99_us": None, "n": 0, "counts": [0] * len(LATENCY_EDGES_US)}
@@ -95,8 +98,10 @@ class LatencyRing:
         p50, p99 = np.percentile(us, (50, 99))
         idx = np.searchsorted(np.asarray(LATENCY_EDGES_US[1:], float), us, side="right")
         counts = np.bincount(idx, minlength=len(LATENCY_EDGES_US))
-        return {"p50_us": round(float(p50), 1), "p99_us": round(float(p99), 1), "n": int(self._n),
-                "counts": [int(c) for c in counts]}
+        out = {"p50_us": round(float(p50), 1), "p99_us": round(float(p99), 1), "n": int(self._n),
+               "counts": [int(c) for c in counts]}
+        self._summary = (self._n, out)
+        return out
 
 
 class Telemetry:
@@ -110,9 +115,10 @@ class Telemetry:
         self._seq = 0
         self.book_updates = 0
         self.last_book_ns: dict[str, int] = {}
-        self._rate_ref = (0, 0)            # (ts_ns, book_updates) at the previous snapshot
+        self._rate_ref = (0, 0)            # (ts_ns, book_updates) at the start of the rate's window
         self.book_rate = 0.0
         self.peak_equity = 0.0
+        self._lat: tuple[int, dict] = (0, {})  # (ts_ns, summaries): percentiles are recomputed 4 times a second
 
     def on_book(self, ts_ns: int, symbol: str) -> None:
         self.book_updates += 1
@@ -134,9 +140,10 @@ class Telemetry:
 
     def feed_health(self, ts_ns: int, counters: dict) -> dict:
         t0, n0 = self._rate_ref
-        if ts_ns > t0:
-            if t0:
-                self.book_rate = (self.book_updates - n0) * 1e9 / (ts_ns - t0)
+        if not t0:
+            self._rate_ref = (ts_ns, self.book_updates)
+        elif ts_ns - t0 >= 1_000_000_000:  # over a second at least: snapshots come faster than some feeds
+            self.book_rate = (self.book_updates - n0) * 1e9 / (ts_ns - t0)
             self._rate_ref = (ts_ns, self.book_updates)
         return {"book_updates_per_s": round(self.book_rate, 1),
                 "book_updates": self.book_updates,
@@ -146,5 +153,8 @@ class Telemetry:
                 "malformed": int(counters.get("feed_malformed", 0)),
                 "age_ms": {s: round((ts_ns - t) / 1e6, 1) for s, t in self.last_book_ns.items()}}
 
-    def latency_summary(self) -> dict:
-        return {k: r.summary() for k, r in self.latency.items()}
+    def latency_summary(self, ts_ns: int = 0) -> dict:
+        """Percentiles and histograms of each latency, recomputed at most every 250 ms of ``ts_ns``."""
+        if not self._lat[1] or ts_ns - self._lat[0] >= 250_000_000 or ts_ns < self._lat[0]:
+            self._lat = (ts_ns, {k: r.summary() for k, r in self.latency.items()})
+        return self._lat[1]

@@ -206,9 +206,10 @@ def depth_update_json(instrument: Instrument, changes: Sequence[LevelChange], ev
     for ch in changes:
         (bids if ch.side > 0 else asks)[ch.px_ticks] = ch.qty_lots
         u = ch.update_id
-        if u < first:
-            first = u
-        elif u > last:
+        lo = u if ch.first_update_id is None else ch.first_update_id  # a replayed diff's U
+        if lo < first:
+            first = lo
+        if u > last:
             last = u
     return depth_diff_json(instrument, first, last, bids, asks, event_ns)
 

@@ -254,13 +254,12 @@ class _Diff:
     def __bool__(self) -> bool:
         return bool(self.bids) or bool(self.asks)
 
-    def add(self, side: int, px: int, qty: int, uid: int) -> None:
+    def add(self, side: int, px: int, qty: int, uid: int, first_uid: int | None = None) -> None:
+        lo = uid if first_uid is None else first_uid  # a replayed diff's U
         if not self:
-            self.first = self.last = uid
-        elif uid < self.first:
-            self.first = uid
-        elif uid > self.last:
-            self.last = uid
+            self.first, self.last = lo, uid
+        else:
+            self.first, self.last = min(self.first, lo), max(self.last, uid)
         (self.bids if side > 0 else self.asks)[px] = qty
 
     def add_columns(self, uids: list[int], sides: list[int], pxs: list[int], qtys: list[int]) -> None:
@@ -630,8 +629,10 @@ class VenueServer:
             if isinstance(e, LevelChange):
                 sym = e.symbol
                 if not every:  # (with every batch, the 100 ms aggregation is never sent)
-                    self._diff(self._pending_100, sym).add(e.side, e.px_ticks, e.qty_lots, e.update_id)
-                self._diff(self._pending_1000, sym).add(e.side, e.px_ticks, e.qty_lots, e.update_id)
+                    self._diff(self._pending_100, sym).add(e.side, e.px_ticks, e.qty_lots, e.update_id,
+                                                           e.first_update_id)
+                self._diff(self._pending_1000, sym).add(e.side, e.px_ticks, e.qty_lots, e.update_id,
+                                                        e.first_update_id)
                 touched[sym] = e.update_id
                 if every:
                     if batch and (batch[-1].update_id != e.update_id or batch[-1].symbol != sym):
