@@ -64,6 +64,7 @@ class Snapshot:
     latency: dict[str, dict] = field(default_factory=dict)
     feed: dict[str, object] = field(default_factory=dict)
     alerts: list = field(default_factory=list)  # recent faults and halts, human-readable: [ts_ns, text]
+    halts: list = field(default_factory=list)   # why strategy orders are refused now (engine halts, guard pauses)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

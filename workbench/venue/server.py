@@ -31,8 +31,9 @@ direction: a shorter draw never overtakes). Delays are event-loop timers, so the
 delayed.
 
 Faults (:class:`ServerFaults`, from code or ``workbench venue --fault``): drop depth events, serve a stale
-snapshot, disconnect clients, send ``serverShutdown``; error answers and "execution status unknown" come from
-``protocol.faults``.
+snapshot, freeze the market streams, disconnect clients, send ``serverShutdown``; error answers (-1021, 429, ...)
+and "execution status unknown" come from ``protocol.faults``. From another thread, set them through the server's
+loop (``ThreadedVenue.call``).
 """
 
 from __future__ import annotations
@@ -114,7 +115,10 @@ class ServerFaults:
 
     drop_depth: int = 0            # drop this many of the next depthUpdate messages (every symbol): a gap
     stale_snapshot: int = 0        # answer this many of the next REST depth requests with an old snapshot
+    freeze_feed: bool = False      # hold every market-data message (a stalled feed: no gap, just silence); set it
+                                   # back to False and what was held goes out, in order, before anything newer
     _stale_bodies: dict = field(default_factory=dict, repr=False)
+    _held: list = field(default_factory=list, repr=False)  # (stream, payloads) held while frozen
 
 
 #: Frames a writer puts into one socket write at most (bounds what a slow reader's transport buffers beyond the
@@ -567,6 +571,8 @@ class VenueServer:
                 continue
             self.venue.advance(self.clock.now_ns())
             self._poll_dispatch()
+            if self.faults._held and not self.faults.freeze_feed:  # thawed with nothing new to publish
+                self._publish_many("", [])
             if tick:
                 await asyncio.sleep(tick)
             else:  # flat out (tick 0): paced by the readers, like a flat-out replay
@@ -653,7 +659,7 @@ class VenueServer:
         n_exec = kinds.count(eng.EV_EXEC)
         if n_exec:
             ev_exec = eng.EV_EXEC
-            if self.protocol.has_user_subscribers:
+            if self.protocol.has_user_subscribers or self.protocol.keeps_trades:  # (keyed accounts' fills: myTrades)
                 ex = [i for i, k in enumerate(kinds) if k == ev_exec]
                 self._user_events(eng.events_from_rows(rows[ex] if n_exec != n else rows), now)
             else:  # nobody to render them for: only a cancel's report matters (it uses up the cancel id)
@@ -815,6 +821,16 @@ class VenueServer:
 
     def _publish_many(self, stream: str, payloads: list[str]) -> None:
         """:meth:`_publish` of each payload (the same frames to each client, in order)."""
+        faults = self.faults
+        if faults.freeze_feed or faults._held:
+            if faults.freeze_feed:
+                faults._held.append((stream, payloads))
+                return
+            held, faults._held = faults._held, []
+            for name, p in held:
+                self._publish_many(name, p)
+            if not payloads:
+                return
         lat = self._lat
         delays = lat.feed.draw_many_ns(len(payloads)).tolist() if lat is not None else None
         for c in self._clients:
