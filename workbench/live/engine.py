@@ -79,6 +79,7 @@ class EngineConfig:
     snapshot_levels: int = 20              # book levels per side in each snapshot
     guard_tick_ms: int = 50
     flatten_timeout_s: float = 5.0
+    cancel_on_stop: bool = True            # stop() cancels the engine's open orders and waits for the venue's answers
     control: bool = True                   # serve the control plane on 127.0.0.1
     control_port: int = 0                  # 0: a free port
     control_token: str | None = field(default=None, repr=False)  # None: a new random one
@@ -179,6 +180,7 @@ class Engine:
         self.last_error: str | None = None
         self.telemetry = Telemetry()
         self._units: dict[str, float] = {}
+        self._closing = False
         self._param_specs = [dataclasses.asdict(p) for p in strategy.params.spec.values()]
         self._tick_ns = 0                  # perf_counter_ns of the book event being handled (0: none)
         self._sent_ns: dict[str, int] = {}  # client order id -> perf_counter_ns when sent, until its first report
@@ -228,8 +230,11 @@ class Engine:
         return self
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop trading (orders are left as they are: use :meth:`kill` to close everything), close connections,
-        end the thread. Idempotent."""
+        """Stop trading, close connections, end the thread. Idempotent.
+
+        With ``cancel_on_stop`` (the default) the engine's open orders are cancelled first and the venue's answers
+        awaited (up to ``flatten_timeout_s``), so that no fill happens after the journal closes; positions are kept
+        (use :meth:`kill` to close them too). Without it, orders are left resting on the venue."""
         if self._thread is None or self._done.is_set():
             return
         self._call(self._shutdown(), timeout)
@@ -347,6 +352,9 @@ class Engine:
             await self.control.stop()
         if self._strategy_on:
             self._strategy_call(self.strategy.on_stop, self.env)
+        self._closing = True  # no strategy order from here on
+        if self.config.cancel_on_stop and self.executor is not None:
+            await self._cancel_open_orders()
         await self.feed.stop()
         await self.executor.stop()
         for t in self._tasks:
@@ -357,6 +365,19 @@ class Engine:
         if self.journal is not None:
             self.journal.close()
         self._stopping.set()
+
+    async def _cancel_open_orders(self) -> None:
+        """Cancel every open order and wait (bounded) until the venue has answered for each: a fill that races the
+        cancel is then reported, and journaled, before the engine goes."""
+        for s in self.config.symbols:
+            await self._cancel_all(s)
+        deadline = time.monotonic() + self.config.flatten_timeout_s
+        while self.orders.open_orders() and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        left = self.orders.open_orders()
+        if left:
+            self.telemetry.alert(time.time_ns(), f"stop: {len(left)} order(s) not confirmed cancelled by the venue")
+            log.warning("stop: %d order(s) not confirmed cancelled", len(left))
 
     # -- loops --------------------------------------------------------------------------------------------------------
     async def _timer_loop(self) -> None:
@@ -577,7 +598,7 @@ class Engine:
     def _send(self, symbol, side, typ, qty_lots, px_ticks, tif, tag, source) -> OwnOrder | None:
         if side not in (1, -1) or int(qty_lots) <= 0:
             raise ConfigError(f"an order needs side +1/-1 and a size > 0, got side {side!r}, size {qty_lots!r}")
-        if source == "strategy" and (self.paused or self._halts or not self.feed.in_sync(symbol)):
+        if source == "strategy" and (self.paused or self._closing or self._halts or not self.feed.in_sync(symbol)):
             self.counters["orders_refused"] += 1  # paused, or unsafe (see _halts): trading is halted
             return None
         now = time.time_ns()
