@@ -86,9 +86,9 @@ class EngineConfig:
     rate_limit_backoff_s: float = 1.0      # after a 429 (-1003/-1015), no strategy order for this long
     unknown_recheck_s: float = 1.0         # an order of unknown status is asked about again this often
     # the account's equity at the start, quote currency (a decimal string; the backtester's ``initial_cash``): the
-    # base of ``env.equity()`` and of the guard's drawdown and hourly-loss rules. None: 0, and those rules then see
-    # the P&L since the start as equity: a first small gain is a positive peak, and any loss below zero after it
-    # is a "drawdown" of 100 % or more, which halts the engine
+    # base of ``env.equity()`` and of the guard's drawdown and hourly-loss rules. None: measured from the venue at
+    # start (account.status: quote balances plus base balances at mid). Without a base, the P&L since the start
+    # would be the equity: a first small gain a positive peak, and any loss after it a "drawdown" of 100 %
     initial_equity: str | None = None
 
     def __post_init__(self) -> None:
@@ -181,6 +181,8 @@ class Engine:
         self.telemetry = Telemetry()
         self._units: dict[str, float] = {}
         self._closing = False
+        self._equity_basis = 0.0               # see _measure_equity_basis
+        self._assets: dict[str, tuple[str, str]] = {}
         self._param_specs = [dataclasses.asdict(p) for p in strategy.params.spec.values()]
         self._tick_ns = 0                  # perf_counter_ns of the book event being handled (0: none)
         self._sent_ns: dict[str, int] = {}  # client order id -> perf_counter_ns when sent, until its first report
@@ -305,7 +307,7 @@ class Engine:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         cfg = self.config
-        self.instruments = await asyncio.to_thread(_exchange_info, cfg.rest, cfg.symbols)
+        self.instruments, self._assets = await asyncio.to_thread(_exchange_info, cfg.rest, cfg.symbols)
         if cfg.journal_path:
             from workbench.journal import Journal
 
@@ -326,6 +328,8 @@ class Engine:
         if self.journal is not None:
             await self._missed_fills()
         await asyncio.wait_for(self._all_in_sync(), 30)
+        if cfg.initial_equity is None:
+            await self._measure_equity_basis()
         self._tasks += [asyncio.create_task(self._guard_loop(), name="engine-guard"),
                         asyncio.create_task(self._snapshot_loop(), name="engine-snapshots")]
         if self.strategy.timer_ns:
@@ -847,9 +851,29 @@ class Engine:
         self.guard.on_mark(now_ns, int(round(self._account_equity() * 1e6)))
 
     def _account_equity(self) -> float:
-        """``initial_equity`` plus :meth:`_equity` (quote currency)."""
+        """The account's equity (quote currency): ``initial_equity`` (or, without one, the account's value measured
+        from the venue at start) plus :meth:`_equity`."""
         base = self.config.initial_equity
-        return (float(Decimal(base)) if base is not None else 0.0) + self._equity()
+        return (float(Decimal(base)) if base is not None else self._equity_basis) + self._equity()
+
+    async def _measure_equity_basis(self) -> None:
+        """The account's value at start from ``account.status``: quote balances plus base balances at mid, less what
+        :meth:`_equity` already counts (after a restart, the journal's earlier fills), so that drawdown and loss
+        are fractions of the real account, not of the P&L since start (a first gain of cents would make any dip a
+        drawdown of 100 %)."""
+        balances = await self.executor.account_balances()
+        if not balances:
+            self._note("engine", "equity", "the venue did not answer account.status: the guard's drawdown and "
+                                           "hourly-loss rules use the P&L since start; set EngineConfig.initial_equity")
+            return
+        value, quotes = Decimal(0), set()
+        for sym, (base_asset, quote_asset) in self._assets.items():
+            mid = self._views[sym].mid_ticks() if sym in self._views else None
+            if mid is not None and base_asset in balances:
+                value += balances[base_asset] * Decimal(repr(mid)) * Decimal(self.instruments[sym].tick_size)
+            quotes.add(quote_asset)
+        value += sum((balances.get(q, Decimal(0)) for q in quotes), Decimal(0))
+        self._equity_basis = float(value) - self._equity()
 
     def _equity(self) -> float:
         """Cash moved by fills plus positions at mid, since the start (quote currency)."""
@@ -873,15 +897,17 @@ def _server_time_ms(rest: str) -> int:
         return int(orjson.loads(r.read())["serverTime"])
 
 
-def _exchange_info(rest: str, symbols: tuple[str, ...]) -> dict[str, Instrument]:
-    """Instruments of ``symbols`` from ``GET /api/v3/exchangeInfo`` (tick from PRICE_FILTER, lot from LOT_SIZE)."""
+def _exchange_info(rest: str, symbols: tuple[str, ...]) -> tuple[dict[str, Instrument], dict[str, tuple[str, str]]]:
+    """Instruments of ``symbols`` from ``GET /api/v3/exchangeInfo`` (tick from PRICE_FILTER, lot from LOT_SIZE),
+    and their (base, quote) assets."""
     import urllib.request
 
     with urllib.request.urlopen(f"{rest.rstrip('/')}/api/v3/exchangeInfo", timeout=10) as r:
         info = orjson.loads(r.read())
-    out = {}
+    out, assets = {}, {}
     for s in info.get("symbols", []):
         if s.get("symbol") in symbols:
+            assets[s["symbol"]] = (s.get("baseAsset", ""), s.get("quoteAsset", ""))
             f = {x["filterType"]: x for x in s.get("filters", [])}
             tick = Decimal(f["PRICE_FILTER"]["tickSize"]).normalize()
             lot = Decimal(f["LOT_SIZE"]["stepSize"]).normalize()
@@ -889,4 +915,4 @@ def _exchange_info(rest: str, symbols: tuple[str, ...]) -> dict[str, Instrument]
     missing = [s for s in symbols if s not in out]
     if missing:
         raise ConfigError(f"the venue does not list {', '.join(missing)}")
-    return out
+    return out, assets
