@@ -75,7 +75,7 @@ class EngineConfig:
     symbols: tuple[str, ...]
     risk: RiskConfig = field(default_factory=RiskConfig)
     journal_path: str | None = None
-    snapshot_hz: float = 20.0             # faster than a dashboard draws (15 Hz), so each frame has a new one
+    snapshot_hz: float = 20.0             # as fast as a dashboard draws (20 Hz at most), so each frame has a new one
     snapshot_levels: int = 20              # book levels per side in each snapshot
     guard_tick_ms: int = 50
     flatten_timeout_s: float = 5.0
@@ -776,9 +776,7 @@ class Engine:
             return [{"name": c.name, "old": c.old, "new": c.new} for c in await self._set_params(p)]
 
         async def snapshot(p):
-            import dataclasses
-
-            return dataclasses.asdict(self._snapshot) if self._snapshot else None
+            return self._snapshot.to_dict() if self._snapshot else None
 
         return {"kill": kill, "pause": pause, "resume": resume, "flatten": flatten, "stop": stop,
                 "set_params": set_params, "snapshot": snapshot}
