@@ -361,6 +361,7 @@ class Engine:
         if view is None:
             return
         view.invalidate()
+        view.set_top(self.feed.top(symbol))  # computed by the feed after the change: no second kernel call
         now = time.time_ns()
         self.env.now_ns = now
         top = view.top()
@@ -402,7 +403,7 @@ class Engine:
         self.counters["orders_sent" if source == "strategy" else "guard_orders"] += 1
         if self.journal is not None:
             self.journal.record_order(o, "sent")
-        asyncio.get_running_loop().create_task(self.executor.place(o))
+        self.executor.submit(o)  # the frame is on the socket when this returns (no task hop before it)
         return o
 
     def _cancel(self, coid: str) -> bool:
@@ -410,7 +411,7 @@ class Engine:
         if o is None or not o.state.is_open:
             return False
         self.counters["cancels_sent"] += 1
-        asyncio.get_running_loop().create_task(self.executor.cancel(coid))
+        self.executor.submit_cancel(coid)
         return True
 
     def _on_order(self, o: OwnOrder) -> None:
