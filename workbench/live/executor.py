@@ -32,6 +32,7 @@ from pathlib import Path
 import orjson
 import websockets
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from workbench.exceptions import ConfigError
 from workbench.instrument import Instrument
@@ -207,7 +208,11 @@ class Executor:
             p["timestamp"] = self.clock() // 1_000_000
             p["recvWindow"] = self.config.recv_window_ms
             mac = self._mac.copy()  # the secret's HMAC state, keyed once
-            mac.update(signature_payload(p).encode())
+            if all(type(v) is str or type(v) is int for v in p.values()):  # what orders carry: the text is the value
+                payload = "&".join([f"{k}={p[k]}" for k in sorted(p)])
+            else:
+                payload = signature_payload(p)
+            mac.update(payload.encode())
             p["signature"] = mac.hexdigest()
         rid = next(self._ids)
         return rid, orjson.dumps({"id": rid, "method": method, "params": p})
@@ -442,8 +447,6 @@ def _write_now(ws, frame: bytes) -> None:
     (websockets' own sans-I/O protocol frames it; the connection writes it to the transport), without its
     coroutine. Flow control is left to the transport's buffer (order frames are small and few). Raises
     ConnectionError when the connection is not open or a fragmented message is being sent."""
-    from websockets.protocol import State
-
     if ws.protocol.state is not State.OPEN or ws.send_in_progress is not None:
         raise ConnectionError("the connection cannot send now")
     ws.protocol.send_text(frame)
