@@ -36,6 +36,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
+from itertools import accumulate
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -367,7 +368,7 @@ class FeedClient:
             ends[0] = len(buf)
         else:
             buf = b"".join(frames)
-            ends[:n] = np.cumsum(np.fromiter(map(len, frames), np.int64, n))
+            ends[:n] = list(accumulate(map(len, frames)))
         rows = self._rows
         got = preparse_frames_nb(np.frombuffer(buf, np.uint8), ends[:n], recv_ns, self._sym_u8, self._sym_ends,
                                  self._scales, self._pre, rows)
@@ -436,9 +437,10 @@ class FeedClient:
     def _chain_out(self) -> None:
         """What :func:`live_chain_nb` did, back into the symbols (their sync machines, counters, runs)."""
         counts = self._counts
-        if not counts.any():
+        per_symbol = counts.tolist()
+        if not any(acc or dup for acc, dup in per_symbol):
             return
-        for k, (acc, dup) in enumerate(counts.tolist()):
+        for k, (acc, dup) in enumerate(per_symbol):
             if acc or dup:
                 st = self._order[k]
                 if acc:
