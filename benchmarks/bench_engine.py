@@ -276,7 +276,7 @@ def main() -> int:
     print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f} on {} CPUs".format(*os.getloadavg(), os.cpu_count()))
     ok1 = bench_feed(3.0 if args.quick else 10.0)
     ok2 = bench_tick_to_order(100 if args.quick else 400, busy=False)
-    ok2 &= bench_tick_to_order(200 if args.quick else 1000, busy=True)
+    ok2 &= bench_tick_to_order(200 if args.quick else 300, busy=True)
     ok3 = bench_kill(5 if args.quick else 20)
     print(f"targets met: {ok1 and ok2 and ok3}")
     return 0 if ok1 and ok2 and ok3 else 1

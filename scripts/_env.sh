@@ -17,3 +17,15 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet -e ".[test]"
   touch "$stamp"
 fi
+
+# Browser tests drive Debian's chromium (Playwright's own browser download fails on this kind of machine). Install it
+# once, as root, where apt exists; elsewhere the browser tests skip with a message.
+ensure_chromium() {
+  if [ -x /usr/bin/chromium ] || ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" != 0 ]; then
+    return 0
+  fi
+  echo "installing Debian's chromium for the browser tests (once)" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; } \
+    || echo "could not install chromium: the browser tests will skip" >&2
+}

@@ -37,8 +37,12 @@ PUBLIC = {
     "workbench.economics": ["EdgeBudget", "RealizedEconomics", "UnitEconomics", "ValueRecovery", "compare",
                             "economics_from_fills", "value_recovery"],
     "workbench.journal": ["Journal", "SCHEMA_VERSION", "SOURCES", "TABLES"],
+    "workbench.live.snapshot": ["LATENCY_EDGES_US", "LatencyRing", "Snapshot", "Telemetry"],
+    "widgets": ["BacktestReport", "BookHeatmap", "Dashboard", "DepthLadder", "EconomicsCalculator", "EngineSource",
+                "LatencyPanel", "ParamsPanel", "PnLPanel", "RecordingView", "RemoteSource", "RiskPanel", "dashboard",
+                "fills_from_journal", "fills_from_snapshot"],
     "workbench.live": ["Credentials", "Engine", "EngineConfig", "Executor", "ExecutorConfig", "FeedClient", "FeedConfig",
-                       "Snapshot", "Trade"],
+                       "Sandbox", "Snapshot", "Trade"],
     "workbench.venue.server": ["ServerConfig", "ServerFaults", "ThreadedVenue", "VenueClock", "VenueServer"],
     "workbench.venue.protocol": [
         "ApiSession", "Faults", "Protocol", "ProtocolConfig", "RestResponse", "StreamName", "StreamSession",

@@ -276,3 +276,30 @@ def test_kill_9_mid_burst_loses_no_fill_that_was_reported(tmp_path):
             assert j.positions()["BTCUSDT"][0] == want_pos
             start = max(ids) + 1  # the next run appends after recovery
     assert len(confirmed) >= 451
+
+
+# --------------------------------------------------------------------------------------------- faults, schema 2
+
+def test_faults_are_recorded(journal):
+    journal.record_fault(ts_ns=5, source="feed", kind="gap", symbol="BTCUSDT", detail="diff U=9 does not follow u=7")
+    journal.record_fault(ts_ns=6, source="engine", kind="halt", detail="book BTCUSDT: out of sync")
+    f = journal.frame("faults")
+    assert f[["ts_ns", "source", "kind", "symbol", "detail", "run_id"]].values.tolist() == [
+        [5, "feed", "gap", "BTCUSDT", "diff U=9 does not follow u=7", "run1"],
+        [6, "engine", "halt", "", "book BTCUSDT: out of sync", "run1"]]
+
+
+def test_a_version_1_journal_is_migrated_with_its_rows(tmp_path):
+    path = tmp_path / "j.db"
+    with Journal(path) as j:
+        fill(j, 1)
+    con = sqlite3.connect(path)  # back to what version 1 wrote: no faults table
+    con.execute("DROP TABLE faults")
+    con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    con.commit()
+    con.close()
+    with Journal(path) as j:
+        assert j.positions() == {"BTCUSDT": (2, -200, 1)}
+        j.record_fault(ts_ns=1, source="executor", kind="disconnected")
+        assert len(j.frame("faults")) == 1
+        assert j._con.execute("SELECT value FROM meta").fetchall() == [(str(SCHEMA_VERSION),)]

@@ -18,7 +18,7 @@ LAYERS = {
     "book": 1, "signals": 1,
     "data": 2, "venue": 2, "risk": 2, "strategy": 2, "economics": 2,
     "backtest": 3,
-    "aio": 4, "cli": 4, "journal": 4, "live": 4,
+    "aio": 4, "apps": 4, "cli": 4, "journal": 4, "live": 4,
 }
 # modules of a part that sit in a higher layer: the asyncio wrappers around the sans-I/O venue
 MODULE_LAYERS = {"venue/server.py": 4}
@@ -63,6 +63,7 @@ def test_imports_point_one_way(path, rel, part):
         r = rank_of(name)
         assert r is None or r <= own, f"{rel} (layer {own}) imports {name} (layer {r})"
         assert not any(name == w or name.startswith(w + ".") for w in WIDGET_LIBS), f"{rel} imports {name}"
+        assert name != "widgets" and not name.startswith("widgets."), f"{rel} imports the widgets ({name})"
     if own < NO_ASYNCIO_BELOW:
         assert not any(n == "asyncio" or n.startswith("asyncio.") for n in names), f"{rel} imports asyncio"
 
@@ -70,3 +71,15 @@ def test_imports_point_one_way(path, rel, part):
 def test_the_scan_sees_every_module():
     parts = {part for _, _, part in modules()}
     assert {"book", "signals", "data", "cli", "types"} <= parts
+
+
+def test_widgets_use_the_engine_through_its_public_packages():
+    """Panels are views: they import workbench's public packages (and its snapshot), never engine internals."""
+    public = {"workbench", "workbench.live", "workbench.live.snapshot", "workbench.economics", "workbench.backtest",
+              "workbench.strategy", "workbench.signals", "workbench.data", "workbench.book", "workbench.instrument",
+              "workbench.venue", "workbench.venue.server", "workbench.venue.synthetic", "workbench.venue.replay",
+              "workbench.risk"}
+    for path in sorted((PKG.parent / "widgets").rglob("*.py")):
+        for name in imported(path):
+            if name.startswith("workbench"):
+                assert name in public or name.rsplit(".", 1)[0] in public, f"widgets/{path.name} imports {name}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 import time
 from pathlib import Path
@@ -473,6 +474,33 @@ def cmd_kill(args) -> int:
     return 0 if msg.get("result") else 1
 
 
+def cmd_dashboard(args) -> int:
+    import subprocess
+
+    from workbench.apps import voila_command
+
+    env = dict(os.environ)
+    token = args.token or os.environ.get("WORKBENCH_CONTROL_TOKEN")
+    if args.control:
+        if not token:
+            raise ConfigError("--control needs the engine's token (--token, or WORKBENCH_CONTROL_TOKEN)")
+        env["WORKBENCH_CONTROL_URL"], env["WORKBENCH_CONTROL_TOKEN"] = args.control, token
+    cmd = voila_command(args.app, port=args.port, open_browser=not args.no_browser, cull_idle_s=args.cull_idle)
+    print(f"serving the {args.app} on http://127.0.0.1:{args.port}/ "
+          + (f"attached to {args.control}" if args.control else "with the embedded simulated venue"), flush=True)
+    if os.name == "posix":
+        os.execve(cmd[0], cmd, env)  # Voila in place of this process: Ctrl-C and signals reach it directly
+    return subprocess.call(cmd, env=env)
+
+
+def cmd_lab(args) -> int:
+    import subprocess
+
+    from workbench.apps import lab_command
+
+    return subprocess.call(lab_command(port=args.port, open_browser=not args.no_browser))
+
+
 # -- entry point ---------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="workbench", description="Jupyter-native workbench for micro-trading")
@@ -559,6 +587,20 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--reason", default="kill from the command line")
     k.add_argument("--timeout", type=float, default=30.0)
     k.set_defaults(func=cmd_kill)
+
+    d = sub.add_parser("dashboard", help="serve the monitoring dashboard (Voila) on 127.0.0.1")
+    d.add_argument("--port", type=int, default=8866)
+    d.add_argument("--control", help="attach to this engine's control plane (else: the embedded venue and an engine)")
+    d.add_argument("--token", help="the engine's control token (or WORKBENCH_CONTROL_TOKEN)")
+    d.add_argument("--app", default="dashboard", help="dashboard | calculator | a notebook path")
+    d.add_argument("--no-browser", action="store_true", help="do not open a browser (the URL is printed)")
+    d.add_argument("--cull-idle", type=int, default=600, help="free a kernel with no page this many seconds")
+    d.set_defaults(func=cmd_dashboard)
+
+    la = sub.add_parser("lab", help="open JupyterLab on the notebooks (127.0.0.1)")
+    la.add_argument("--port", type=int, default=8888)
+    la.add_argument("--no-browser", action="store_true")
+    la.set_defaults(func=cmd_lab)
 
     r = sub.add_parser("replay", help="replay a Binance capture and print book and signal statistics")
     r.add_argument("paths", nargs="*", help="capture files (default: the spot BTCUSDT capture in ../shared/data)")

@@ -1,4 +1,5 @@
-"""The live engine's journal: orders, their state changes, fills, risk events and parameter changes in SQLite (WAL).
+"""The live engine's journal: orders, their state changes, fills, risk events, parameter changes and faults in SQLite
+(WAL).
 
 Conventions: every price, size and amount is an integer (``px_ticks``, ``qty_lots``, ``*_units`` in quote notional
 units of tick x lot), every time an int64 ``*_ns``; tables are ``STRICT``, so a float handed in where an integer
@@ -50,12 +51,20 @@ if TYPE_CHECKING:
 
 __all__ = ["Journal", "SCHEMA_VERSION", "SOURCES", "TABLES"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SOURCES = ("sent", "ack", "report", "reconcile")  # what made an order change: order_events.source
-TABLES = ("runs", "orders", "order_events", "fills", "risk_events", "param_changes")
+TABLES = ("runs", "orders", "order_events", "fills", "risk_events", "param_changes", "faults")
 _OPEN = tuple(sorted(int(s) for s in OrderState if s not in TERMINAL))
 _OPEN_SQL = f"state IN ({', '.join(map(str, _OPEN))})"
 _SECRET_NAME = re.compile(r"secret|passw|token|signature|api_?key|private", re.IGNORECASE)
+
+# version 2: faults seen by the engine and its halts (feed gaps, disconnects, venue errors, ...), one row each
+_FAULTS_SQL = """
+CREATE TABLE IF NOT EXISTS faults (
+    seq INTEGER PRIMARY KEY, run_id TEXT NOT NULL, ts_ns INTEGER NOT NULL, source TEXT NOT NULL,
+    kind TEXT NOT NULL, symbol TEXT NOT NULL, detail TEXT NOT NULL) STRICT;
+"""
+_MIGRATIONS = {1: _FAULTS_SQL}  # from version -> the script that brings it to version + 1
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
@@ -86,6 +95,7 @@ CREATE TABLE IF NOT EXISTS risk_events (
 CREATE TABLE IF NOT EXISTS param_changes (
     seq INTEGER PRIMARY KEY, run_id TEXT NOT NULL, ts_ns INTEGER NOT NULL, name TEXT NOT NULL,
     old TEXT NOT NULL, new TEXT NOT NULL, source TEXT NOT NULL) STRICT;
+""" + _FAULTS_SQL + f"""
 INSERT OR IGNORE INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');
 """
 
@@ -145,8 +155,14 @@ class Journal:
         if version > SCHEMA_VERSION:
             raise ConfigError(f"{self.path}: journal schema version {version} is newer than this workbench's "
                               f"({SCHEMA_VERSION}); open it with a newer workbench")
-        if version < SCHEMA_VERSION:  # no older version exists yet; a migration goes here when one does
-            raise ConfigError(f"{self.path}: journal schema version {version} has no migration to {SCHEMA_VERSION}")
+        while version < SCHEMA_VERSION:  # each step in one transaction: a crash leaves the old version whole
+            step = _MIGRATIONS.get(version)
+            if step is None:
+                raise ConfigError(f"{self.path}: journal schema version {version} has no migration to "
+                                  f"{SCHEMA_VERSION}")
+            con.executescript(f"BEGIN IMMEDIATE; {step} UPDATE meta SET value = '{version + 1}' "
+                              "WHERE key = 'schema_version'; COMMIT;")
+            version = self._schema_version()
 
     def _schema_version(self) -> int | None:
         if not self._con.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone():
@@ -238,6 +254,14 @@ class Journal:
                         (self.run_id, e.ts_ns, e.rule, int(e.state_from), int(e.state_to), e.reason,
                          float(e.value), float(e.threshold)))
 
+    def record_fault(self, *, ts_ns: int, source: str, kind: str, detail: str = "", symbol: str = "") -> None:
+        """A fault the engine saw, or what it did about it: ``source`` "feed", "executor", "engine" or "strategy";
+        ``kind`` e.g. "gap", "disconnected", "server_shutdown", "rejected", "unknown_status", "halt", "resume";
+        ``detail`` human-readable (never a secret: the engine passes venue messages and its own words only)."""
+        with self._tx() as con:
+            con.execute("INSERT INTO faults (run_id, ts_ns, source, kind, symbol, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                        (self.run_id, operator.index(ts_ns), source, kind, symbol, detail))
+
     def record_param_change(self, c: ParamChange) -> None:
         """A :class:`~workbench.strategy.params.ParamChange`; old and new values are stored as JSON."""
         with self._tx() as con:
@@ -291,6 +315,20 @@ class Journal:
         for coid, ts, state in hist:
             by_id[coid].history.append((ts, OrderState(state)))
         return out
+
+    def orders_short_of_fills(self) -> list[OwnOrder]:
+        """Orders, open or not, whose journaled filled size is more than the size of their journaled fills: the
+        venue said they filled (an answer or a status), the fill itself was not journaled yet (a crash between the
+        two). After a restart, their fills are fetched from the venue."""
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT o.client_order_id, symbol, side, type, tif, o.qty_lots, o.px_ticks, state, filled_lots, "
+                "quote_filled, o.fee_units, o.order_id, created_ns, updated_ns, reason, tag FROM orders o LEFT JOIN "
+                "(SELECT client_order_id, sum(qty_lots) AS q FROM fills GROUP BY client_order_id) f "
+                "USING (client_order_id) WHERE o.filled_lots > coalesce(f.q, 0) ORDER BY created_ns, o.rowid"
+            ).fetchall()
+        return [OwnOrder(r[0], r[1], r[2], OrderType(r[3]), TimeInForce(r[4]), *r[5:7], OrderState(r[7]), *r[8:])
+                for r in rows]
 
     def frame(self, table: str) -> pd.DataFrame:
         """One table as a pandas DataFrame in journal order, read through a separate read-only connection (safe to

@@ -3,6 +3,7 @@
 from workbench.live.engine import Engine, EngineConfig, Snapshot
 from workbench.live.executor import Credentials, Executor, ExecutorConfig
 from workbench.live.feed import FeedClient, FeedConfig, Trade
+from workbench.live.sandbox import Sandbox
 
-__all__ = ["Credentials", "Engine", "EngineConfig", "Executor", "ExecutorConfig", "FeedClient", "FeedConfig", "Snapshot",
-           "Trade"]
+__all__ = ["Credentials", "Engine", "EngineConfig", "Executor", "ExecutorConfig", "FeedClient", "FeedConfig", "Sandbox",
+           "Snapshot", "Trade"]

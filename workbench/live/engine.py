@@ -13,6 +13,20 @@ actions (cancel all, flatten) are carried out at once. Trading is halted while a
 Kill = no new orders, ``openOrders.cancelAll``, flatten with market orders, then confirmed from the venue (no open
 orders). With a journal, fills are written durably before they are applied.
 
+Faults and halts: the engine refuses every strategy order while anything makes trading unsafe, and says why in
+:attr:`Snapshot.halts` (and, with a journal, in its ``faults`` table: one row per fault, halt and resume). The
+halts: a book out of sync (gap, crossed book, disconnect: until the feed is in sync again), the order connection
+down or not yet reconciled (disconnect, ``serverShutdown``: until it is back and reconciled), a timestamp refused
+with -1021 (until the clock has been checked against the venue's ``/api/v3/time``, and corrected if off), a 429
+(-1003/-1015: for ``rate_limit_backoff_s``), an order whose execution status is unknown (until the venue says what
+became of it; asked again every ``unknown_recheck_s``). The guard's own pauses (a stale book: > 300 ms without an
+update; a wide spread) let only orders that reduce exposure pass, and its halts (a strategy that raised, a kill,
+a breaker) none; they are listed too. Each fault, halt and resume is also one of :attr:`Snapshot.alerts`.
+
+After a crash, a journal restores positions (its fills) and open orders (:meth:`OrderBook.restore`); the
+executor reconciles them with the venue, the fills missed while the engine was down are fetched with ``myTrades``
+and journaled, and only then does the strategy start.
+
 :meth:`Engine.snapshot` returns the latest :class:`Snapshot` (book tops, position, P&L, guard state, counters),
 published at ``snapshot_hz`` at most; the latest value wins.
 """
@@ -20,6 +34,8 @@ published at ``snapshot_hz`` at most; the latest value wins.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import dataclasses
 import logging
 import threading
 import time
@@ -36,9 +52,10 @@ from workbench.exceptions import ConfigError
 from workbench.instrument import Instrument
 from workbench.live.executor import Credentials, Executor, ExecutorConfig
 from workbench.live.feed import FeedClient, FeedConfig, Trade
+from workbench.live.snapshot import Snapshot, Telemetry
 from workbench.risk import ActionKind, GuardState, RiskConfig, RiskGuard
 from workbench.strategy.base import Strategy
-from workbench.strategy.orders import OrderBook, OwnOrder
+from workbench.strategy.orders import OrderBook, OrderState, OwnOrder
 from workbench.venue.api import OrderType, TimeInForce
 
 __all__ = ["EngineConfig", "Engine", "Snapshot"]
@@ -58,16 +75,31 @@ class EngineConfig:
     symbols: tuple[str, ...]
     risk: RiskConfig = field(default_factory=RiskConfig)
     journal_path: str | None = None
-    snapshot_hz: float = 10.0
+    snapshot_hz: float = 20.0             # faster than a dashboard draws (15 Hz), so each frame has a new one
+    snapshot_levels: int = 20              # book levels per side in each snapshot
     guard_tick_ms: int = 50
     flatten_timeout_s: float = 5.0
     control: bool = True                   # serve the control plane on 127.0.0.1
     control_port: int = 0                  # 0: a free port
     control_token: str | None = field(default=None, repr=False)  # None: a new random one
+    rate_limit_backoff_s: float = 1.0      # after a 429 (-1003/-1015), no strategy order for this long
+    unknown_recheck_s: float = 1.0         # an order of unknown status is asked about again this often
+    # the account's equity at the start, quote currency (a decimal string; the backtester's ``initial_cash``): the
+    # base of ``env.equity()`` and of the guard's drawdown and hourly-loss rules. None: 0, and those rules then see
+    # the P&L since the start as equity: a first small gain is a positive peak, and any loss below zero after it
+    # is a "drawdown" of 100 % or more, which halts the engine
+    initial_equity: str | None = None
 
     def __post_init__(self) -> None:
         if not self.symbols:
             raise ConfigError("the engine needs at least one symbol")
+        if self.initial_equity is not None:
+            try:
+                ok = Decimal(self.initial_equity).is_finite() and Decimal(self.initial_equity) > 0
+            except Exception:
+                ok = False
+            if not ok:
+                raise ConfigError(f"initial_equity must be a decimal string > 0, got {self.initial_equity!r}")
         if not 0 < self.snapshot_hz <= 1000:
             raise ConfigError("snapshot_hz must be in (0, 1000]")
 
@@ -76,26 +108,6 @@ class EngineConfig:
         cred, urls = Credentials.from_keys_file(path)
         return cls(rest=urls["rest"], stream=urls["stream"], ws_api=urls["ws_api"], credentials=cred,
                    symbols=symbols, **kw)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What the views show, at ``ts_ns``. Prices in ticks, sizes in lots; P&L in quote currency."""
-
-    ts_ns: int
-    running: bool
-    paused: bool
-    guard_state: str
-    halted_by: str | None
-    tops: dict[str, tuple]                 # symbol -> (bid ticks, bid lots, ask ticks, ask lots)
-    in_sync: dict[str, bool]
-    positions: dict[str, int]
-    cash: float
-    fees: float
-    equity_change: float                   # cash moved + positions at mid, since start
-    open_orders: int
-    counters: dict[str, int]
-    last_error: str | None
 
 
 class _LiveEnv:
@@ -119,10 +131,10 @@ class _LiveEnv:
         return self._e.positions[self._sym(symbol)]
 
     def equity(self) -> float:
-        return self._e._equity()
+        return self._e._account_equity()
 
     def equity_units(self) -> int:
-        return int(round(self._e._equity() * 1e6))
+        return int(round(self._e._account_equity() * 1e6))
 
     def open_orders(self, symbol=None) -> list[OwnOrder]:
         return self._e.orders.open_orders(None if symbol is None else symbol)
@@ -162,8 +174,14 @@ class Engine:
         self.positions: dict[str, int] = {s: 0 for s in config.symbols}
         self._cash_units: dict[str, int] = {s: 0 for s in config.symbols}
         self._fee_units: dict[str, int] = {s: 0 for s in config.symbols}
+        self._rebate_units: dict[str, int] = {s: 0 for s in config.symbols}  # sum of negative fees (rebates)
         self.risk_events: list = []
         self.last_error: str | None = None
+        self.telemetry = Telemetry()
+        self._units: dict[str, float] = {}
+        self._param_specs = [dataclasses.asdict(p) for p in strategy.params.spec.values()]
+        self._tick_ns = 0                  # perf_counter_ns of the book event being handled (0: none)
+        self._sent_ns: dict[str, int] = {}  # client order id -> perf_counter_ns when sent, until its first report
         self._views: dict[str, Any] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -180,6 +198,14 @@ class Engine:
         self.journal = None
         self.control = None
         self.env = _LiveEnv(self)
+        self._halts: dict[str, str] = {}        # key -> why; strategy orders are refused while not empty
+        self._halt_until: dict[str, float] = {}  # key -> monotonic time its halt ends by itself (429 backoff)
+        self._unknown: dict[str, float] = {}     # client order id of unknown status -> monotonic time last asked
+        self._rule_reasons: dict[str, str] = {}  # the guard's last reason per rule
+        self._quiet_until_ns = 0                 # malformed input: noted at most once a second
+        self._clock_task: asyncio.Task | None = None
+        self._clock_base = None                  # the executor's clock before any correction
+        self._clock_offset_ns = 0
 
     def __repr__(self) -> str:
         return f"Engine({type(self.strategy).__name__}, {self.config.ws_api}, running={self.running})"
@@ -231,6 +257,20 @@ class Engine:
     def snapshot(self) -> Snapshot | None:
         return self._snapshot
 
+    def command(self, name: str, **params) -> concurrent.futures.Future:
+        """Send a control-plane command (``kill``, ``pause``, ``resume``, ``flatten``, ``stop``, ``set_params``) without
+        waiting: the engine applies it on its loop; the returned future holds its result. For a caller that must not
+        block, such as a button's handler on the kernel's thread."""
+        cmd = self._control_commands().get(name)
+        if cmd is None:
+            raise ConfigError(f"unknown command {name!r}")
+        loop = self._loop
+        if loop is None or self._done.is_set():
+            fut: concurrent.futures.Future = concurrent.futures.Future()
+            fut.set_exception(RuntimeError("the engine is not running"))
+            return fut
+        return asyncio.run_coroutine_threadsafe(cmd(params), loop)
+
     def _call(self, coro, timeout: float = 30.0):
         loop = self._loop
         if loop is None or self._done.is_set():
@@ -277,7 +317,9 @@ class Engine:
         self._views = {s: BookLevelsView(self.feed.book(s)) for s in cfg.symbols}
         self._tasks = [asyncio.create_task(self.feed.run(), name="engine-feed"),
                        asyncio.create_task(self.executor.run(), name="engine-executor")]
-        await asyncio.wait_for(self.executor.ready.wait(), 30)
+        await asyncio.wait_for(self.executor.ready.wait(), 30)  # restored orders are reconciled by now
+        if self.journal is not None:
+            await self._missed_fills()
         await asyncio.wait_for(self._all_in_sync(), 30)
         self._tasks += [asyncio.create_task(self._guard_loop(), name="engine-guard"),
                         asyncio.create_task(self._snapshot_loop(), name="engine-snapshots")]
@@ -332,10 +374,11 @@ class Engine:
         while True:
             await asyncio.sleep(self.config.guard_tick_ms / 1000)
             now = time.time_ns()
-            self.guard.on_mark(now, int(round(self._equity() * 1e6)))
+            self._mark_guard(now)
             self.guard.on_rate(now, self.executor.rate_usage)
             self.guard.tick(now)
             await self._drain_guard()
+            self._watch()
 
     async def _snapshot_loop(self) -> None:
         while True:
@@ -343,17 +386,43 @@ class Engine:
             self._publish()
 
     def _publish(self, running: bool = True) -> None:
-        tops, sync = {}, {}
-        for s in self.config.symbols:
+        now = time.time_ns()
+        syms = self.config.symbols
+        tops, sync, books = {}, {}, {}
+        unreal = 0.0
+        for s in syms:
             t = self.feed.book(s).top() if self.feed else None
             tops[s] = (t.bid_px_ticks, t.bid_qty_lots, t.ask_px_ticks, t.ask_qty_lots) if t else (None, 0, None, 0)
             sync[s] = bool(self.feed and self.feed.in_sync(s))
-        cash = sum(self._cash_units[s] * self._unit(s) for s in self.config.symbols)
-        fees = sum(self._fee_units[s] * self._unit(s) for s in self.config.symbols)
-        self._snapshot = Snapshot(time.time_ns(), running and not self._done.is_set(), self.paused,
-                                  self.guard.state.name, self.guard.halted_by, tops, sync, dict(self.positions),
-                                  cash, fees, self._equity(), len(self.orders.open_orders()), dict(self.counters),
-                                  self.last_error)
+            view = self._views.get(s)
+            if view is not None:
+                n = self.config.snapshot_levels
+                books[s] = {"bids": [list(x) for x in view.levels(1, n)],
+                            "asks": [list(x) for x in view.levels(-1, n)]}
+                mid, entry, pos = view.mid_ticks(), self.guard.avg_entry_ticks(s), self.positions[s]
+                if pos and mid is not None and entry is not None:
+                    unreal += pos * (mid - entry) * self._unit(s)
+        cash = sum(self._cash_units[s] * self._unit(s) for s in syms)
+        fees = sum(self._fee_units[s] * self._unit(s) for s in syms)
+        equity = self._equity()
+        tel = self.telemetry
+        tel.peak_equity = max(tel.peak_equity, equity)
+        self._snapshot = Snapshot(
+            ts_ns=now, running=running and not self._done.is_set(), paused=self.paused,
+            guard_state=self.guard.state.name, halted_by=self.guard.halted_by, tops=tops, in_sync=sync,
+            positions=dict(self.positions), cash=cash, fees=fees, equity_change=equity,
+            open_orders=len(self.orders.open_orders()), counters=dict(self.counters), last_error=self.last_error,
+            strategy=type(self.strategy).__name__,
+            instruments={s: [i.tick_size, i.lot_size] for s, i in self.instruments.items()},
+            books=books, trades=list(tel.trades), fills=list(tel.fills),
+            own_orders=[[o.symbol, o.side, o.px_ticks, o.open_lots, o.client_order_id]
+                        for o in self.orders.open_orders()],
+            realised=equity - unreal, unrealised=unreal,
+            rebates=max(0.0, -sum(u * self._unit(s) for s, u in self._rebate_units.items())),
+            peak_equity=tel.peak_equity, drawdown=tel.peak_equity - equity,
+            breakers={k: list(v) for k, v in self.guard.breakers().items()},
+            params=self.strategy.params.as_dict(), param_specs=self._param_specs, latency=tel.latency_summary(now),
+            feed=tel.feed_health(now, self.counters), alerts=list(tel.alerts), halts=list(self._halt_texts()))
 
     # -- market events --------------------------------------------------------------------------------------------------
     def _on_book(self, symbol: str) -> None:
@@ -364,13 +433,17 @@ class Engine:
         view.set_top(self.feed.top(symbol))  # computed by the feed after the change: no second kernel call
         now = time.time_ns()
         self.env.now_ns = now
+        self.telemetry.on_book(now, symbol)
         top = view.top()
         self.guard.on_book(now, symbol, top.bid_px_ticks, top.ask_px_ticks, view.depth_lots(1), view.depth_lots(-1))
         self._schedule_guard()
         if self.strategy.act_on_book and self._strategy_on:
+            self._tick_ns = self.feed.recv_perf_ns or time.perf_counter_ns()  # from the frame off the socket
             self._strategy_call(self.strategy.on_book, self.env, symbol)
+            self._tick_ns = 0
 
     def _on_trade(self, t: Trade) -> None:
+        self.telemetry.on_trade(t.ts_ns, t.symbol, t.px_ticks, t.qty_lots, t.aggressor)
         if self.strategy.act_on_trade and self._strategy_on:
             self.env.now_ns = time.time_ns()
             self._strategy_call(self.strategy.on_trade, self.env, t.symbol, t.px_ticks, t.qty_lots, t.aggressor,
@@ -380,17 +453,133 @@ class Engine:
         self.counters[f"feed_{what}"] += 1
         if what in ("gap", "disconnected", "resync"):
             log.warning("feed %s %s: %s", symbol or "", what, detail)
+        if what == "in_sync":
+            self._unhalt(f"book {symbol}", f"in sync again ({detail})")
+            return
+        self._note("feed", what, detail, symbol)
+        if what in ("gap", "resync"):
+            self._halt(f"book {symbol}", f"out of sync ({what}: {detail})")
+        elif what == "disconnected":
+            for s in self.config.symbols:
+                self._halt(f"book {s}", f"feed disconnected ({detail})")
 
     def _on_exec_status(self, what: str, detail: str) -> None:
         self.counters[f"exec_{what}"] += 1
         log.warning("executor %s: %s", what, detail)
+        self._note("executor", what, detail)
+        if what in ("disconnected", "server_shutdown", "refused"):
+            self._halt("orders", f"order connection {what.replace('_', ' ')} ({detail})")
+        elif what == "unknown_status":
+            coid = detail.split(":", 1)[0]
+            o = self.orders.get(coid)
+            if o is not None and o.state is OrderState.PENDING_NEW:  # it may be live at the venue, or not
+                self._unknown[coid] = time.monotonic()
+                self._halt(f"unknown {coid}", f"execution status of order {coid} unknown ({detail}); asking")
+
+    # -- faults and halts ---------------------------------------------------------------------------------------------
+    def _note(self, source: str, kind: str, detail: str, symbol: str | None = None) -> None:
+        """A fault or what was done about it: an alert in the snapshot, a row in the journal."""
+        now = time.time_ns()
+        if kind == "malformed":  # a venue sending garbage could flood the journal: once a second is enough
+            if now < self._quiet_until_ns:
+                return
+            self._quiet_until_ns = now + 1_000_000_000
+        self.telemetry.alert(now, f"{source}{' ' + symbol if symbol else ''} {kind}: {detail}")
+        if self.journal is not None:
+            self.journal.record_fault(ts_ns=now, source=source, kind=kind, symbol=symbol or "", detail=detail)
+
+    def _halt(self, key: str, reason: str) -> None:
+        """No strategy order until :meth:`_unhalt` of ``key``."""
+        if key not in self._halts:
+            self._halts[key] = reason
+            self._note("engine", "halt", f"{key}: {reason}")
+
+    def _unhalt(self, key: str, why: str) -> None:
+        if self._halts.pop(key, None) is not None:
+            self._note("engine", "resume", f"{key}: {why}")
+
+    def _halt_texts(self) -> tuple[str, ...]:
+        out = [f"{k}: {v}" for k, v in self._halts.items()]
+        if self.paused:
+            out.append("paused by the user")
+        if self.guard.state.name != "ACTIVE":
+            for rule, (_v, _t, tripped) in self.guard.breakers().items():
+                if tripped:
+                    out.append(f"guard {self.guard.state.name} ({rule}): {self._rule_reasons.get(rule, '')}")
+        return tuple(out)
+
+    def _watch(self) -> None:
+        """On the guard's tick: lift the halts whose cause is gone, ask again about orders of unknown status."""
+        ex, now = self.executor, time.monotonic()
+        if ex.ready.is_set():
+            self._unhalt("orders", "order connection back, orders reconciled")
+        else:
+            self._halt("orders", "order connection not ready")
+        for s in self.config.symbols:  # the feed's callbacks say it first; this catches any missed transition
+            if self.feed.in_sync(s):
+                self._unhalt(f"book {s}", "in sync")
+            else:
+                self._halt(f"book {s}", "out of sync")
+        for key, until in list(self._halt_until.items()):
+            if now >= until:
+                del self._halt_until[key]
+                self._unhalt(key, "backoff over")
+        if self._unknown:
+            ask = False
+            for coid, asked in list(self._unknown.items()):
+                o = self.orders.get(coid)
+                if o is None or o.state is not OrderState.PENDING_NEW:
+                    del self._unknown[coid]
+                    self._unhalt(f"unknown {coid}", f"the venue says {o.state.name if o else 'nothing'}")
+                elif now - asked >= self.config.unknown_recheck_s:
+                    self._unknown[coid] = now
+                    ask = True
+            if ask and ex.ready.is_set():
+                asyncio.get_running_loop().create_task(ex.reconcile())
+
+    def _on_venue_refusal(self, o: OwnOrder) -> None:
+        """A rejection that says trading is unsafe for now: a clock outside recvWindow, or a rate limit hit."""
+        code = o.reason.split(":", 1)[0]
+        if code == "-1021":
+            self._halt("clock", f"order {o.client_order_id} refused: {o.reason}; checking the clock")
+            if self._clock_task is None or self._clock_task.done():
+                self._clock_task = asyncio.get_running_loop().create_task(self._check_clock())
+        elif code in ("-1003", "-1015"):
+            self._halt("rate limit", f"order {o.client_order_id} refused: {o.reason}; backing off "
+                                     f"{self.config.rate_limit_backoff_s:g} s")
+            self._halt_until["rate limit"] = time.monotonic() + self.config.rate_limit_backoff_s
+
+    async def _check_clock(self) -> None:
+        """Measure the signing clock against the venue's time (REST ``/api/v3/time``); correct it if it is off by
+        more than 250 ms; then lift the clock halt. Retried until the venue answers."""
+        ex = self.executor
+        while True:
+            t0 = ex.clock()
+            try:
+                server_ms = await asyncio.to_thread(_server_time_ms, self.config.rest)
+            except (OSError, ValueError, KeyError) as exc:
+                self.counters["clock_checks_failed"] += 1
+                log.debug("clock check failed: %s", exc)
+                await asyncio.sleep(0.25)
+                continue
+            t1 = ex.clock()
+            off = server_ms * 1_000_000 - (t0 + t1) // 2
+            if abs(off) > 250_000_000:
+                if self._clock_base is None:
+                    self._clock_base = ex.clock
+                self._clock_offset_ns += off
+                base, total = self._clock_base, self._clock_offset_ns
+                ex.clock = lambda: base() + total
+                self._note("engine", "clock_corrected", f"signing clock moved by {off / 1e6:+.0f} ms to the venue's")
+            self._unhalt("clock", f"clock within {abs(off) / 1e6:.0f} ms of the venue's")
+            return
 
     # -- orders -----------------------------------------------------------------------------------------------------------
     def _send(self, symbol, side, typ, qty_lots, px_ticks, tif, tag, source) -> OwnOrder | None:
         if side not in (1, -1) or int(qty_lots) <= 0:
             raise ConfigError(f"an order needs side +1/-1 and a size > 0, got side {side!r}, size {qty_lots!r}")
-        if source == "strategy" and (self.paused or not self.feed.in_sync(symbol)):
-            self.counters["orders_refused"] += 1  # paused, or the book is out of sync: trading is halted
+        if source == "strategy" and (self.paused or self._halts or not self.feed.in_sync(symbol)):
+            self.counters["orders_refused"] += 1  # paused, or unsafe (see _halts): trading is halted
             return None
         now = time.time_ns()
         v = self.guard.check_order(now, symbol, side, int(qty_lots),
@@ -404,6 +593,10 @@ class Engine:
         if self.journal is not None:
             self.journal.record_order(o, "sent")
         self.executor.submit(o)  # the frame is on the socket when this returns (no task hop before it)
+        t = time.perf_counter_ns()
+        self._sent_ns[o.client_order_id] = t
+        if self._tick_ns and source == "strategy":
+            self.telemetry.latency["tick_to_order"].add(t - self._tick_ns)
         return o
 
     def _cancel(self, coid: str) -> bool:
@@ -415,8 +608,13 @@ class Engine:
         return True
 
     def _on_order(self, o: OwnOrder) -> None:
+        sent = self._sent_ns.pop(o.client_order_id, None)
+        if sent is not None:
+            self.telemetry.latency["order_ack"].add(time.perf_counter_ns() - sent)
         if self.journal is not None:
             self.journal.record_order(o, "report")
+        if o.state is OrderState.REJECTED and o.reason[:1] == "-":
+            self._on_venue_refusal(o)
         if self._strategy_on:
             self.env.now_ns = time.time_ns()
             self._strategy_call(self.strategy.on_order, self.env, o)
@@ -434,7 +632,10 @@ class Engine:
         self.positions[s] += o.side * qty_lots
         self._cash_units[s] -= o.side * px_ticks * qty_lots + fee_units
         self._fee_units[s] += fee_units
+        if fee_units < 0:
+            self._rebate_units[s] += fee_units
         self.counters["fills"] += 1
+        self.telemetry.on_fill(now, s, o.side, px_ticks, qty_lots, fee_units * self._unit(s), is_maker)
         self.guard.on_fill(now, s, o.side, px_ticks, qty_lots)
         self._schedule_guard()
         if self._strategy_on:
@@ -451,16 +652,42 @@ class Engine:
         for sym, pos in self.positions.items():
             if pos:
                 self.guard.set_position(time.time_ns(), sym, pos, entries.get(sym, 0))
-        for o in self.journal.open_orders():
-            self.orders.orders[o.client_order_id] = o
-            self.orders._open[o.client_order_id] = o
-        self.counters["restored_orders"] = len(self.orders.open_orders())
+        self.counters["restored_orders"] = self.orders.restore(self.journal.open_orders())
+        if self.counters["restored_orders"]:
+            self._note("engine", "restored", f"{self.counters['restored_orders']} open order(s) from the journal, "
+                                             f"positions {self.positions}")
+
+    async def _missed_fills(self) -> None:
+        """Fills of restored orders the journal does not have (reported while the engine was down, or in flight
+        at the crash), from the venue's own list (``myTrades``); journaled, then applied, each once."""
+        short = [o for o in self.journal.orders_short_of_fills() if self.orders.get(o.client_order_id) is None]
+        self.orders.restore(short)  # closed with fills the journal lacks: the crash fell between state and fill
+        restored = [o for o in self.orders.orders.values() if o.order_id and o.filled_lots]
+        on, self._strategy_on = self._strategy_on, False  # the strategy has not started: it hears of them as state
+        n = 0
+        try:
+            for o in restored:
+                trades = await self.executor.my_trades(o.symbol, o.order_id)
+                if trades is None:
+                    self._note("executor", "my_trades_failed", f"fills of {o.client_order_id} not fetched")
+                    continue
+                for t in trades:
+                    before = self.counters["fills"]
+                    self._on_fill(o, *t)
+                    n += self.counters["fills"] - before
+        finally:
+            self._strategy_on = on
+        if n:
+            self._note("engine", "missed_fills", f"{n} fill(s) missed while down, journaled from myTrades")
 
     # -- the guard's actions ----------------------------------------------------------------------------------------------
     def _schedule_guard(self) -> None:
         ev = self.guard.drain_events()
         if ev:
             self.risk_events.extend(ev)
+            for e in ev:  # journaled below as risk events; the alert and the rule's reason for the snapshot
+                self._rule_reasons[e.rule] = e.reason
+                self.telemetry.alert(e.ts_ns, f"risk {e.state_from.name} -> {e.state_to.name} ({e.rule}): {e.reason}")
             if self.journal is not None:
                 for e in ev:
                     self.journal.record_risk_event(e)
@@ -562,6 +789,7 @@ class Engine:
                 continue
             if await self._venue_confirms_flat():
                 self.counters["kill_confirmed"] += 1
+                self.telemetry.alert(time.time_ns(), "kill: the venue confirms no open orders, positions flat")
                 self._publish()
                 return True
         return False
@@ -580,12 +808,28 @@ class Engine:
             self._strategy_on = False
             self.last_error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             log.error("strategy stopped: %s", traceback.format_exc())
+            self._note("strategy", "error", f"{self.last_error}; strategy stopped, the guard kills")
             self.guard.kill(time.time_ns(), reason=f"strategy raised {self.last_error}", source="engine")
             self._schedule_guard()
 
     def _unit(self, symbol: str) -> float:
-        ins = self.instruments.get(symbol)
-        return float(Decimal(ins.tick_size) * Decimal(ins.lot_size)) if ins else 0.0
+        """Quote currency per (tick x lot) of ``symbol``."""
+        u = self._units.get(symbol)
+        if u is None:
+            ins = self.instruments.get(symbol)
+            if ins is None:
+                return 0.0
+            u = self._units[symbol] = float(Decimal(ins.tick_size) * Decimal(ins.lot_size))
+        return u
+
+    def _mark_guard(self, now_ns: int) -> None:
+        """The account's equity to the guard (its drawdown and hourly-loss rules), as the backtester marks it."""
+        self.guard.on_mark(now_ns, int(round(self._account_equity() * 1e6)))
+
+    def _account_equity(self) -> float:
+        """``initial_equity`` plus :meth:`_equity` (quote currency)."""
+        base = self.config.initial_equity
+        return (float(Decimal(base)) if base is not None else 0.0) + self._equity()
 
     def _equity(self) -> float:
         """Cash moved by fills plus positions at mid, since the start (quote currency)."""
@@ -599,6 +843,14 @@ class Engine:
     @property
     def guard_state(self) -> GuardState:
         return self.guard.state
+
+
+def _server_time_ms(rest: str) -> int:
+    """The venue's time, ``GET /api/v3/time`` (epoch ms)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{rest.rstrip('/')}/api/v3/time", timeout=5) as r:
+        return int(orjson.loads(r.read())["serverTime"])
 
 
 def _exchange_info(rest: str, symbols: tuple[str, ...]) -> dict[str, Instrument]:

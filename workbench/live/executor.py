@@ -345,6 +345,20 @@ class Executor:
             return None
         return None if "error" in r else list(r["result"])
 
+    async def my_trades(self, symbol: str, order_id: int) -> list[tuple[int, int, int, bool, int]] | None:
+        """The venue's own list of the fills of one order (``myTrades``), as ``(px_ticks, qty_lots, fee_units,
+        is_maker, trade_id)``, oldest first; None if it could not be asked. For fills whose reports were missed
+        (the engine was down)."""
+        ins = self.instruments[symbol]
+        try:
+            r = await self._request("myTrades", {"symbol": symbol, "orderId": int(order_id)}, signed=True)
+        except (asyncio.TimeoutError, ConnectionError):
+            return None
+        if "error" in r:
+            return None
+        return [(ins.px_to_ticks(t["price"]), ins.qty_to_lots(t["qty"]), _units(ins, t["commission"]),
+                 bool(t["isMaker"]), int(t["id"])) for t in r["result"]]
+
     async def reconcile(self) -> int:
         """Ask the venue for every order not final here (``order.status``); returns how many changed."""
         changed = 0

@@ -112,6 +112,23 @@ class OrderBook:
         self._open[coid] = o
         return o
 
+    def restore(self, orders: list[OwnOrder] | tuple[OwnOrder, ...]) -> int:
+        """Take back orders of an earlier run (from the journal after a crash), as they were last known; returns
+        how many. Terminal orders are kept for lookups only; open ones (in flight included) are open again, to be
+        reconciled with the venue. An id already here raises :class:`ConfigError`; ids of this book's own prefix
+        are not handed out again (the counter moves past the highest restored one)."""
+        for o in orders:
+            if o.client_order_id in self.orders:
+                raise ConfigError(f"client order id {o.client_order_id!r} already used")
+        for o in orders:
+            self.orders[o.client_order_id] = o
+            if o.state.is_open:
+                self._open[o.client_order_id] = o
+            tail = o.client_order_id[len(self.prefix):]
+            if o.client_order_id.startswith(self.prefix) and tail.isdigit():
+                self._n = max(self._n, int(tail))
+        return len(orders)
+
     def get(self, client_order_id: str) -> OwnOrder | None:
         return self.orders.get(client_order_id)
 

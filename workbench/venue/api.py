@@ -217,7 +217,9 @@ class TradePrint:
 @dataclass(frozen=True, slots=True)
 class LevelChange:
     """A level of the public book got a new total size (0 deletes it); ``update_id`` is the per-symbol counter shared
-    with depth snapshots and book tickers."""
+    with depth snapshots and book tickers. ``first_update_id``: the first id of the message the change came in, when
+    that is not ``update_id`` (a replayed Binance diff's ``U``: the ids between were used by the real exchange, and
+    a client checks ``U == previous u + 1``)."""
 
     symbol: str
     update_id: int
@@ -225,6 +227,7 @@ class LevelChange:
     px_ticks: int
     qty_lots: int
     ts_ns: int
+    first_update_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

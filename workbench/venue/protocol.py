@@ -53,6 +53,7 @@ import hmac
 import itertools
 import json
 import re
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -205,9 +206,10 @@ def depth_update_json(instrument: Instrument, changes: Sequence[LevelChange], ev
     for ch in changes:
         (bids if ch.side > 0 else asks)[ch.px_ticks] = ch.qty_lots
         u = ch.update_id
-        if u < first:
-            first = u
-        elif u > last:
+        lo = u if ch.first_update_id is None else ch.first_update_id  # a replayed diff's U
+        if lo < first:
+            first = lo
+        if u > last:
             last = u
     return depth_diff_json(instrument, first, last, bids, asks, event_ns)
 
@@ -492,7 +494,8 @@ class ProtocolConfig:
     ``connect_weight``: request weight of opening a WebSocket API connection. ``stp_mode``: the
     selfTradePreventionMode reported for every order. ``max_price``: PRICE_FILTER maxPrice (decimal string).
     ``max_notional``: NOTIONAL maxNotional (decimal string, advertised only). Subscriptions: at most
-    ``max_subscriptions`` active and ``max_lifetime_subscriptions`` ever per connection.
+    ``max_subscriptions`` active and ``max_lifetime_subscriptions`` ever per connection. ``trade_history``: fills
+    kept per keyed account for ``myTrades`` (the oldest go first).
     """
 
     request_weight_per_minute: int = 6000
@@ -509,6 +512,7 @@ class ProtocolConfig:
     max_notional: str = "9000000"
     max_subscriptions: int = 1000
     max_lifetime_subscriptions: int = 65535
+    trade_history: int = 100_000
 
 
 #: Binance's wording for the codes a fault or a venue rejection may carry without a message of its own.
@@ -906,6 +910,8 @@ class Protocol:
         self._cancel_ids: dict[tuple[int, int], str] = {}        # (account, orderId) -> clientOrderId of the cancel
         self._cancel_seq = itertools.count(1)
         self._exec_ids = itertools.count(1)
+        # each keyed account's fills (myTrades), oldest first, bounded: (symbol, Fill, side, orderId)
+        self._trades: dict[int, deque] = {k.account: deque(maxlen=cfg.trade_history) for k in self._keys.values()}
         self._methods = {
             "ping": (self._ping, lambda p: 1),
             "time": (self._time, lambda p: 1),
@@ -919,6 +925,7 @@ class Protocol:
             "openOrders.status": (self._open_orders, lambda p: 6 if p.get("symbol") else 80),
             "account.status": (self._account_status, lambda p: 20),
             "account.rateLimits.orders": (self._order_limits, lambda p: 40),
+            "myTrades": (self._my_trades, lambda p: 5 if p.get("orderId") is not None else 20),
             "userDataStream.subscribe.signature": (self._subscribe, lambda p: 2),
             "userDataStream.subscribe": (self._not_supported, lambda p: 2),
             "userDataStream.unsubscribe": (self._unsubscribe, lambda p: 2),
@@ -1479,6 +1486,42 @@ class Protocol:
             fees = fees.get(account)
         return fees if isinstance(fees, FeeSchedule) else FeeSchedule()
 
+    def _my_trades(self, ctx, p):
+        """``myTrades``: the account's fills of one symbol, oldest first; ``orderId`` (one order's), ``fromId``
+        (trade ids from this one on), ``startTime``/``endTime`` (ms), ``limit`` (default 500, at most 1000). Kept
+        for the last ``ProtocolConfig.trade_history`` fills of each account."""
+        symbol = p.symbol()
+        order_id = p.integer("orderId")
+        from_id = p.integer("fromId")
+        start, end = p.integer("startTime"), p.integer("endTime")
+        limit = p.integer("limit")
+        account = self._signed(ctx, p)
+        f = self._symbol_format(symbol)
+        limit = 500 if limit is None else limit
+        if not 1 <= limit <= 1000:
+            raise _err(-1100, "Illegal characters found in parameter 'limit'; legal range is '1-1000'.")
+        out = []
+        for sym, fill, side, oid in self._trades.get(account, ()):
+            if sym != symbol or (order_id is not None and oid != order_id):
+                continue
+            if (from_id is not None and fill.trade_id < from_id) or (start is not None and _ms(fill.ts_ns) < start) \
+                    or (end is not None and _ms(fill.ts_ns) > end):
+                continue
+            out.append({"symbol": sym, "id": fill.trade_id, "orderId": oid, "orderListId": -1,
+                        "price": f.px.text(fill.px_ticks), "qty": f.qty.text(fill.qty_lots),
+                        "quoteQty": f.quote.text(fill.px_ticks * fill.qty_lots),
+                        "commission": f.quote.text(fill.commission), "commissionAsset": f.spec.quote_asset,
+                        "time": _ms(fill.ts_ns), "isBuyer": side > 0, "isMaker": fill.is_maker, "isBestMatch": True})
+            if len(out) >= limit:
+                break
+        return out
+
+    @property
+    def keeps_trades(self) -> bool:
+        """Whether execution reports must reach :meth:`render_user_events` even with nobody subscribed (they
+        feed ``myTrades``)."""
+        return bool(self._trades)
+
     def _order_limits(self, ctx, p):
         account = self._signed(ctx, p)
         windows = self._orders.windows(account, ctx.now_ns)
@@ -1549,6 +1592,10 @@ class Protocol:
             if not isinstance(ev, ExecutionReport):
                 continue
             account = ev.order.account
+            if ev.fill is not None:
+                kept = self._trades.get(account)
+                if kept is not None:
+                    kept.append((ev.order.symbol, ev.fill, ev.order.side, ev.order.order_id))
             cancel_id = None
             if ev.exec_type == "CANCELED":
                 cancel_id = self._cancel_ids.pop((account, ev.order.order_id), None) or self._new_cancel_id()

@@ -512,14 +512,17 @@ class ReplayVenue:
             self.last_update_id = int(rows["id"][-1])
             if self.publish_market or self._levels or self._taken:
                 cols = [rows[c].tolist() for c in ("side", "px_ticks", "qty_lots", "id", "ts_exch_ns")]
+                # the diff's U, so that a served replay keeps Binance's chain (U == previous u + 1) unbroken
+                first, last = int(rows["first_id"][-1]), int(rows["id"][-1])
+                fu = first if 0 < first < last else None
                 if self.publish_market and not (self._levels or self._taken):
                     sym = self.symbol
-                    self._out.extend([LevelChange(sym, u, sd, p, q, t) for sd, p, q, u, t in zip(*cols) if sd])
+                    self._out.extend([LevelChange(sym, u, sd, p, q, t, fu) for sd, p, q, u, t in zip(*cols) if sd])
                     self.counts["level_changes"] += len(rows) - cols[0].count(0)
                 elif self.publish_market:
                     for side, px, qty, uid, t in zip(*cols):
                         if side:
-                            self._level_row(side, px, qty, uid, t, ts)
+                            self._level_row(side, px, qty, uid, t, ts, fu)
                 else:
                     # nothing published: only rows at users' levels, at levels users took from, or quoted through
                     # a user's price matter; the rest (most of a diff) are already in the book
@@ -558,10 +561,11 @@ class ReplayVenue:
                 m |= (side == -own) & (qty > 0) & ((px <= best) if own > 0 else (px >= best))
         return np.flatnonzero(m & (side != 0))
 
-    def _level_row(self, side: int, px: int, qty: int, uid: int, t: int, ts: int) -> None:
+    def _level_row(self, side: int, px: int, qty: int, uid: int, t: int, ts: int, first_uid: int | None = None
+                   ) -> None:
         """One level of the public book now has ``qty`` lots: publish it, refresh what users took, move queues."""
         if self.publish_market:
-            self._out.append(LevelChange(self.symbol, uid, side, px, qty, t))
+            self._out.append(LevelChange(self.symbol, uid, side, px, qty, t, first_uid))
             self.counts["level_changes"] += 1
         if self._taken:
             self._taken.pop((side, px), None)

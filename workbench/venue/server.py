@@ -31,8 +31,9 @@ direction: a shorter draw never overtakes). Delays are event-loop timers, so the
 delayed.
 
 Faults (:class:`ServerFaults`, from code or ``workbench venue --fault``): drop depth events, serve a stale
-snapshot, disconnect clients, send ``serverShutdown``; error answers and "execution status unknown" come from
-``protocol.faults``.
+snapshot, freeze the market streams, disconnect clients, send ``serverShutdown``; error answers (-1021, 429, ...)
+and "execution status unknown" come from ``protocol.faults``. From another thread, set them through the server's
+loop (``ThreadedVenue.call``).
 """
 
 from __future__ import annotations
@@ -114,7 +115,10 @@ class ServerFaults:
 
     drop_depth: int = 0            # drop this many of the next depthUpdate messages (every symbol): a gap
     stale_snapshot: int = 0        # answer this many of the next REST depth requests with an old snapshot
+    freeze_feed: bool = False      # hold every market-data message (a stalled feed: no gap, just silence); set it
+                                   # back to False and what was held goes out, in order, before anything newer
     _stale_bodies: dict = field(default_factory=dict, repr=False)
+    _held: list = field(default_factory=list, repr=False)  # (stream, payloads) held while frozen
 
 
 #: Frames a writer puts into one socket write at most (bounds what a slow reader's transport buffers beyond the
@@ -250,13 +254,12 @@ class _Diff:
     def __bool__(self) -> bool:
         return bool(self.bids) or bool(self.asks)
 
-    def add(self, side: int, px: int, qty: int, uid: int) -> None:
+    def add(self, side: int, px: int, qty: int, uid: int, first_uid: int | None = None) -> None:
+        lo = uid if first_uid is None else first_uid  # a replayed diff's U
         if not self:
-            self.first = self.last = uid
-        elif uid < self.first:
-            self.first = uid
-        elif uid > self.last:
-            self.last = uid
+            self.first, self.last = lo, uid
+        else:
+            self.first, self.last = min(self.first, lo), max(self.last, uid)
         (self.bids if side > 0 else self.asks)[px] = qty
 
     def add_columns(self, uids: list[int], sides: list[int], pxs: list[int], qtys: list[int]) -> None:
@@ -568,6 +571,8 @@ class VenueServer:
                 continue
             self.venue.advance(self.clock.now_ns())
             self._poll_dispatch()
+            if self.faults._held and not self.faults.freeze_feed:  # thawed with nothing new to publish
+                self._publish_many("", [])
             if tick:
                 await asyncio.sleep(tick)
             else:  # flat out (tick 0): paced by the readers, like a flat-out replay
@@ -624,8 +629,10 @@ class VenueServer:
             if isinstance(e, LevelChange):
                 sym = e.symbol
                 if not every:  # (with every batch, the 100 ms aggregation is never sent)
-                    self._diff(self._pending_100, sym).add(e.side, e.px_ticks, e.qty_lots, e.update_id)
-                self._diff(self._pending_1000, sym).add(e.side, e.px_ticks, e.qty_lots, e.update_id)
+                    self._diff(self._pending_100, sym).add(e.side, e.px_ticks, e.qty_lots, e.update_id,
+                                                           e.first_update_id)
+                self._diff(self._pending_1000, sym).add(e.side, e.px_ticks, e.qty_lots, e.update_id,
+                                                        e.first_update_id)
                 touched[sym] = e.update_id
                 if every:
                     if batch and (batch[-1].update_id != e.update_id or batch[-1].symbol != sym):
@@ -652,7 +659,7 @@ class VenueServer:
         n_exec = kinds.count(eng.EV_EXEC)
         if n_exec:
             ev_exec = eng.EV_EXEC
-            if self.protocol.has_user_subscribers:
+            if self.protocol.has_user_subscribers or self.protocol.keeps_trades:  # (keyed accounts' fills: myTrades)
                 ex = [i for i, k in enumerate(kinds) if k == ev_exec]
                 self._user_events(eng.events_from_rows(rows[ex] if n_exec != n else rows), now)
             else:  # nobody to render them for: only a cancel's report matters (it uses up the cancel id)
@@ -814,6 +821,16 @@ class VenueServer:
 
     def _publish_many(self, stream: str, payloads: list[str]) -> None:
         """:meth:`_publish` of each payload (the same frames to each client, in order)."""
+        faults = self.faults
+        if faults.freeze_feed or faults._held:
+            if faults.freeze_feed:
+                faults._held.append((stream, payloads))
+                return
+            held, faults._held = faults._held, []
+            for name, p in held:
+                self._publish_many(name, p)
+            if not payloads:
+                return
         lat = self._lat
         delays = lat.feed.draw_many_ns(len(payloads)).tolist() if lat is not None else None
         for c in self._clients:
