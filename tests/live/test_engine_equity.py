@@ -43,9 +43,26 @@ def test_a_few_cents_up_then_down_is_no_drawdown_of_an_account():
     assert marks(eng, [-1600.0]) == "HALTED"
 
 
-def test_without_initial_equity_the_guard_sees_the_pnl_alone():
-    # the old basis, kept as the default: documented on EngineConfig.initial_equity
+def test_without_a_basis_the_guard_would_see_the_pnl_alone():
+    # what a basis prevents: an engine that could neither be told nor measure its account's equity
     assert marks(engine(), [0.0, 0.05, -0.02]) == "HALTED"
+
+
+def test_without_initial_equity_the_account_is_measured_from_the_venue():
+    from tests.live.test_engine import USER, config, served_venue, wait_for
+
+    with served_venue() as (venue, urls, key):
+        bal = venue.balances(USER)
+        eng = Engine(MarketMaker(half_spread_ticks=0, order_qty=0.001, max_position=3, decide_every_ms=50),
+                     config(urls, key)).start()
+        try:
+            mid = eng._views["BTCUSDT"].mid_ticks() * 0.01
+            want = sum(bal["USDT"]) * 1e-7 + sum(bal["BTC"]) * 1e-5 * mid  # notional units, lots
+            assert eng._equity_basis == pytest.approx(want, rel=1e-3)
+            wait_for(lambda: eng.counters["fills"] >= 2, 60, "fills")
+            assert eng.guard_state.name == "ACTIVE"  # small P&L moves are no drawdown of a 1.6 M account
+        finally:
+            eng.stop()
 
 
 def test_initial_equity_must_be_a_positive_decimal():

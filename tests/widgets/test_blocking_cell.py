@@ -52,7 +52,7 @@ def _run(kc, code: str, timeout: float) -> str:
     out: list[str] = []
 
     def hook(msg):
-        if msg["msg_type"] == "stream":
+        if msg["msg_type"] == "stream" and msg["content"]["name"] == "stdout":  # stderr carries the engine's log
             out.append(msg["content"]["text"])
         elif msg["msg_type"] == "error":
             out.append("\n".join(msg["content"]["traceback"]))
@@ -81,7 +81,7 @@ def test_a_blocked_kernel_does_not_stop_trading_nor_the_breakers():
         killer.start()
         _run(kc, BLOCK, 60)
         killer.join()
-        r = json.loads(_run(kc, AFTER, 60).strip().splitlines()[-1])
+        r = json.loads([ln for ln in _run(kc, AFTER, 60).splitlines() if ln.startswith("{")][-1])
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)

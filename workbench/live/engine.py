@@ -79,15 +79,16 @@ class EngineConfig:
     snapshot_levels: int = 20              # book levels per side in each snapshot
     guard_tick_ms: int = 50
     flatten_timeout_s: float = 5.0
+    cancel_on_stop: bool = True            # stop() cancels the engine's open orders and waits for the venue's answers
     control: bool = True                   # serve the control plane on 127.0.0.1
     control_port: int = 0                  # 0: a free port
     control_token: str | None = field(default=None, repr=False)  # None: a new random one
     rate_limit_backoff_s: float = 1.0      # after a 429 (-1003/-1015), no strategy order for this long
     unknown_recheck_s: float = 1.0         # an order of unknown status is asked about again this often
     # the account's equity at the start, quote currency (a decimal string; the backtester's ``initial_cash``): the
-    # base of ``env.equity()`` and of the guard's drawdown and hourly-loss rules. None: 0, and those rules then see
-    # the P&L since the start as equity: a first small gain is a positive peak, and any loss below zero after it
-    # is a "drawdown" of 100 % or more, which halts the engine
+    # base of ``env.equity()`` and of the guard's drawdown and hourly-loss rules. None: measured from the venue at
+    # start (account.status: quote balances plus base balances at mid). Without a base, the P&L since the start
+    # would be the equity: a first small gain a positive peak, and any loss after it a "drawdown" of 100 %
     initial_equity: str | None = None
 
     def __post_init__(self) -> None:
@@ -179,6 +180,9 @@ class Engine:
         self.last_error: str | None = None
         self.telemetry = Telemetry()
         self._units: dict[str, float] = {}
+        self._closing = False
+        self._equity_basis = 0.0               # see _measure_equity_basis
+        self._assets: dict[str, tuple[str, str]] = {}
         self._param_specs = [dataclasses.asdict(p) for p in strategy.params.spec.values()]
         self._tick_ns = 0                  # perf_counter_ns of the book event being handled (0: none)
         self._sent_ns: dict[str, int] = {}  # client order id -> perf_counter_ns when sent, until its first report
@@ -228,8 +232,11 @@ class Engine:
         return self
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop trading (orders are left as they are: use :meth:`kill` to close everything), close connections,
-        end the thread. Idempotent."""
+        """Stop trading, close connections, end the thread. Idempotent.
+
+        With ``cancel_on_stop`` (the default) the engine's open orders are cancelled first and the venue's answers
+        awaited (up to ``flatten_timeout_s``), so that no fill happens after the journal closes; positions are kept
+        (use :meth:`kill` to close them too). Without it, orders are left resting on the venue."""
         if self._thread is None or self._done.is_set():
             return
         self._call(self._shutdown(), timeout)
@@ -300,7 +307,7 @@ class Engine:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         cfg = self.config
-        self.instruments = await asyncio.to_thread(_exchange_info, cfg.rest, cfg.symbols)
+        self.instruments, self._assets = await asyncio.to_thread(_exchange_info, cfg.rest, cfg.symbols)
         if cfg.journal_path:
             from workbench.journal import Journal
 
@@ -321,6 +328,8 @@ class Engine:
         if self.journal is not None:
             await self._missed_fills()
         await asyncio.wait_for(self._all_in_sync(), 30)
+        if cfg.initial_equity is None:
+            await self._measure_equity_basis()
         self._tasks += [asyncio.create_task(self._guard_loop(), name="engine-guard"),
                         asyncio.create_task(self._snapshot_loop(), name="engine-snapshots")]
         if self.strategy.timer_ns:
@@ -347,6 +356,9 @@ class Engine:
             await self.control.stop()
         if self._strategy_on:
             self._strategy_call(self.strategy.on_stop, self.env)
+        self._closing = True  # no strategy order from here on
+        if self.config.cancel_on_stop and self.executor is not None:
+            await self._cancel_open_orders()
         await self.feed.stop()
         await self.executor.stop()
         for t in self._tasks:
@@ -357,6 +369,19 @@ class Engine:
         if self.journal is not None:
             self.journal.close()
         self._stopping.set()
+
+    async def _cancel_open_orders(self) -> None:
+        """Cancel every open order and wait (bounded) until the venue has answered for each: a fill that races the
+        cancel is then reported, and journaled, before the engine goes."""
+        for s in self.config.symbols:
+            await self._cancel_all(s)
+        deadline = time.monotonic() + self.config.flatten_timeout_s
+        while self.orders.open_orders() and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        left = self.orders.open_orders()
+        if left:
+            self.telemetry.alert(time.time_ns(), f"stop: {len(left)} order(s) not confirmed cancelled by the venue")
+            log.warning("stop: %d order(s) not confirmed cancelled", len(left))
 
     # -- loops --------------------------------------------------------------------------------------------------------
     async def _timer_loop(self) -> None:
@@ -578,7 +603,7 @@ class Engine:
     def _send(self, symbol, side, typ, qty_lots, px_ticks, tif, tag, source) -> OwnOrder | None:
         if side not in (1, -1) or int(qty_lots) <= 0:
             raise ConfigError(f"an order needs side +1/-1 and a size > 0, got side {side!r}, size {qty_lots!r}")
-        if source == "strategy" and (self.paused or self._halts or not self.feed.in_sync(symbol)):
+        if source == "strategy" and (self.paused or self._closing or self._halts or not self.feed.in_sync(symbol)):
             self.counters["orders_refused"] += 1  # paused, or unsafe (see _halts): trading is halted
             return None
         now = time.time_ns()
@@ -827,9 +852,29 @@ class Engine:
         self.guard.on_mark(now_ns, int(round(self._account_equity() * 1e6)))
 
     def _account_equity(self) -> float:
-        """``initial_equity`` plus :meth:`_equity` (quote currency)."""
+        """The account's equity (quote currency): ``initial_equity`` (or, without one, the account's value measured
+        from the venue at start) plus :meth:`_equity`."""
         base = self.config.initial_equity
-        return (float(Decimal(base)) if base is not None else 0.0) + self._equity()
+        return (float(Decimal(base)) if base is not None else self._equity_basis) + self._equity()
+
+    async def _measure_equity_basis(self) -> None:
+        """The account's value at start from ``account.status``: quote balances plus base balances at mid, less what
+        :meth:`_equity` already counts (after a restart, the journal's earlier fills), so that drawdown and loss
+        are fractions of the real account, not of the P&L since start (a first gain of cents would make any dip a
+        drawdown of 100 %)."""
+        balances = await self.executor.account_balances()
+        if not balances:
+            self._note("engine", "equity", "the venue did not answer account.status: the guard's drawdown and "
+                                           "hourly-loss rules use the P&L since start; set EngineConfig.initial_equity")
+            return
+        value, quotes = Decimal(0), set()
+        for sym, (base_asset, quote_asset) in self._assets.items():
+            mid = self._views[sym].mid_ticks() if sym in self._views else None
+            if mid is not None and base_asset in balances:
+                value += balances[base_asset] * Decimal(repr(mid)) * Decimal(self.instruments[sym].tick_size)
+            quotes.add(quote_asset)
+        value += sum((balances.get(q, Decimal(0)) for q in quotes), Decimal(0))
+        self._equity_basis = float(value) - self._equity()
 
     def _equity(self) -> float:
         """Cash moved by fills plus positions at mid, since the start (quote currency)."""
@@ -853,15 +898,17 @@ def _server_time_ms(rest: str) -> int:
         return int(orjson.loads(r.read())["serverTime"])
 
 
-def _exchange_info(rest: str, symbols: tuple[str, ...]) -> dict[str, Instrument]:
-    """Instruments of ``symbols`` from ``GET /api/v3/exchangeInfo`` (tick from PRICE_FILTER, lot from LOT_SIZE)."""
+def _exchange_info(rest: str, symbols: tuple[str, ...]) -> tuple[dict[str, Instrument], dict[str, tuple[str, str]]]:
+    """Instruments of ``symbols`` from ``GET /api/v3/exchangeInfo`` (tick from PRICE_FILTER, lot from LOT_SIZE),
+    and their (base, quote) assets."""
     import urllib.request
 
     with urllib.request.urlopen(f"{rest.rstrip('/')}/api/v3/exchangeInfo", timeout=10) as r:
         info = orjson.loads(r.read())
-    out = {}
+    out, assets = {}, {}
     for s in info.get("symbols", []):
         if s.get("symbol") in symbols:
+            assets[s["symbol"]] = (s.get("baseAsset", ""), s.get("quoteAsset", ""))
             f = {x["filterType"]: x for x in s.get("filters", [])}
             tick = Decimal(f["PRICE_FILTER"]["tickSize"]).normalize()
             lot = Decimal(f["LOT_SIZE"]["stepSize"]).normalize()
@@ -869,4 +916,4 @@ def _exchange_info(rest: str, symbols: tuple[str, ...]) -> dict[str, Instrument]
     missing = [s for s in symbols if s not in out]
     if missing:
         raise ConfigError(f"the venue does not list {', '.join(missing)}")
-    return out
+    return out, assets

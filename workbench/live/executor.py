@@ -345,6 +345,16 @@ class Executor:
             return None
         return None if "error" in r else list(r["result"])
 
+    async def account_balances(self) -> dict[str, Decimal] | None:
+        """``account.status``: free + locked of each asset, as exact decimals (None if it could not be asked)."""
+        try:
+            r = await self._request("account.status", {}, signed=True)
+        except (asyncio.TimeoutError, ConnectionError):
+            return None
+        if "error" in r:
+            return None
+        return {b["asset"]: Decimal(b["free"]) + Decimal(b["locked"]) for b in r["result"].get("balances", [])}
+
     async def my_trades(self, symbol: str, order_id: int) -> list[tuple[int, int, int, bool, int]] | None:
         """The venue's own list of the fills of one order (``myTrades``), as ``(px_ticks, qty_lots, fee_units,
         is_maker, trade_id)``, oldest first; None if it could not be asked. For fills whose reports were missed
