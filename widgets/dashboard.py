@@ -30,7 +30,7 @@ log = logging.getLogger("workbench.widgets")
 class Dashboard(ipw.VBox):
     """Panels over ``source``; :meth:`start` renders on the running loop, :meth:`render` draws one frame."""
 
-    def __init__(self, source: SnapshotSource, *, fps: float = 15.0, symbol: str | None = None,
+    def __init__(self, source: SnapshotSource, *, fps: float = 20.0, symbol: str | None = None,
                  own_source: bool = False) -> None:
         if not 1 <= fps <= 30:
             raise ValueError("fps must be between 1 and 30 (the Jupyter server caps widget traffic)")
@@ -81,6 +81,7 @@ class Dashboard(ipw.VBox):
         self.header.value = (f"<b>{snap.strategy}</b> on {', '.join(snap.positions)} &nbsp; "
                              f"{'running' if snap.running else 'stopped'}{' (paused)' if snap.paused else ''} "
                              f"&nbsp; snapshot {age_s:.1f} s old &nbsp; frame {self.frames}"
+                             f" ({1e3 * self.render_s / max(1, self.frames):.1f} ms to draw)"
                              + (f" &nbsp; <span style='color:#d62728'>{problem}</span>" if problem else ""))
         if not fresh:
             return False
@@ -95,6 +96,8 @@ class Dashboard(ipw.VBox):
 
     async def _run(self) -> None:
         period = 1 / self.fps
+        loop = asyncio.get_running_loop()
+        nxt = loop.time()
         while True:
             try:
                 self.render()
@@ -104,7 +107,10 @@ class Dashboard(ipw.VBox):
                     self._error = msg
                     log.exception("dashboard frame failed")
                     self.header.value = f"<span style='color:#d62728'>dashboard error: {msg}</span>"
-            await asyncio.sleep(period)
+            # a fixed rate, not a fixed pause: the frame's own time does not slow the rate; after a blocked cell,
+            # the next frame is drawn at once and the schedule starts again from now
+            nxt = max(nxt + period, loop.time())
+            await asyncio.sleep(nxt - loop.time())
 
     def stop(self) -> None:
         if self._task is not None:
@@ -118,7 +124,7 @@ class Dashboard(ipw.VBox):
         super().close()
 
 
-def dashboard(engine=None, *, url: str | None = None, token: str | None = None, fps: float = 15.0,
+def dashboard(engine=None, *, url: str | None = None, token: str | None = None, fps: float = 20.0,
               symbol: str | None = None, start: bool = True) -> Dashboard:
     """The dashboard of ``engine`` (in this kernel), or of the engine at control-plane ``url`` with ``token``."""
     if (engine is None) == (url is None):

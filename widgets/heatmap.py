@@ -25,8 +25,9 @@ _BUY, _SELL = "#2ca02c", "#d62728"
 class BookHeatmap(ipw.VBox):
     """The heatmap panel of one symbol; :meth:`update` takes a :class:`~workbench.live.Snapshot`."""
 
-    def __init__(self, symbol: str | None = None, *, rows: int = 60, columns: int = 240, levels: int = 20,
-                 ticks_per_row: int | None = None, log_scale: bool = True, height: str = "380px") -> None:
+    def __init__(self, symbol: str | None = None, *, rows: int = 60, columns: int = 200, levels: int = 20,
+                 ticks_per_row: int | None = None, log_scale: bool = True, max_trades: int = 300,
+                 height: str = "380px") -> None:
         self.symbol = symbol
         self.rows, self.columns, self.levels = rows, columns, levels
         self.ticks_per_row = ticks_per_row
@@ -41,6 +42,9 @@ class BookHeatmap(ipw.VBox):
         self._tick = 1.0                                 # tick size in quote currency (display only)
         self._trades: list = []
         self._fills: list = []
+        self.max_trades = max_trades     # the newest trades drawn: each is an SVG element the browser redraws
+        self._trades_dirty = False
+        self._orders_drawn: list | None = None
         self._last_seq = 0
         self._last_fill_seq = 0
 
@@ -103,6 +107,7 @@ class BookHeatmap(ipw.VBox):
         for t in snap.trades:
             if t[0] > self._last_seq and t[2] == sym:
                 self._trades.append(t)
+                self._trades_dirty = True
         if snap.trades:
             self._last_seq = max(self._last_seq, snap.trades[-1][0])
         new_fills = [f for f in snap.fills if f[0] > self._last_fill_seq and f[2] == sym]
@@ -133,8 +138,8 @@ class BookHeatmap(ipw.VBox):
         r = (self._px[order] - lo) // tpr
         cols = np.broadcast_to(np.arange(k)[:, None], r.shape)
         m = (self._qty[order] > 0) & (r >= 0) & (r < self.rows)
-        grid = np.zeros((self.rows, k))
-        np.add.at(grid, (r[m], cols[m]), self._qty[order][m])
+        grid = np.bincount(r[m] * k + cols[m], weights=self._qty[order][m], minlength=self.rows * k)
+        grid = grid.reshape(self.rows, k)
         times = (self._ts[order] // 1_000_000).astype("datetime64[ms]")
         prices = (lo + (np.arange(self.rows) + 0.5) * tpr) * self._tick
         return times, prices, grid
@@ -147,9 +152,12 @@ class BookHeatmap(ipw.VBox):
         order = (np.arange(k) + (self._n - k)) % self.columns
         if self.log_toggle.value:
             grid = np.log1p(grid)
+        grid = grid.astype(np.float32)  # half the bytes on the wire; colour needs no more
         grid[grid == 0] = np.nan  # empty price levels draw as the background
         t0 = self._ts[order[0]]
-        self._trades = [t for t in self._trades if t[1] >= t0][-2000:]
+        if self._trades and (self._trades[0][1] < t0 or len(self._trades) > self.max_trades):
+            self._trades = [t for t in self._trades if t[1] >= t0][-self.max_trades:]
+            self._trades_dirty = True
         self._fills = [f for f in self._fills if f[1] >= t0][-500:]
         with self.heat.hold_sync():
             self.heat.x, self.heat.y, self.heat.color = times, prices, grid
@@ -159,13 +167,15 @@ class BookHeatmap(ipw.VBox):
         with self.quotes.hold_sync():
             self.quotes.x = times
             self.quotes.y = np.vstack([self._bid[order], self._ask[order]]) * self._tick
-        for mark, side in ((self.buys, 1), (self.sells, -1)):
+        for mark, side in ((self.buys, 1), (self.sells, -1)) if self._trades_dirty else ():
             tr = [t for t in self._trades if t[5] == side]
             with mark.hold_sync():
                 mark.x = np.array([t[1] // 1_000_000 for t in tr], dtype="datetime64[ms]")
                 mark.y = np.array([t[3] * self._tick for t in tr], float)
                 mark.size = np.array([t[4] for t in tr], float)
-        if orders is not None:
+        self._trades_dirty = False
+        if orders is not None and orders != self._orders_drawn:
+            self._orders_drawn = orders
             with self.orders.hold_sync():
                 self.orders.x = np.full(len(orders), times[-1])
                 self.orders.y = np.array([o[2] * self._tick for o in orders], float)

@@ -15,14 +15,15 @@ __all__ = ["PnLPanel"]
 class PnLPanel(ipw.VBox):
     """Keeps the last ``points`` equity values it was shown; :meth:`update` adds one per snapshot."""
 
-    def __init__(self, points: int = 3000, height: str = "220px") -> None:
-        self.points = points
+    def __init__(self, points: int = 3000, every_ms: int = 250, height: str = "220px") -> None:
+        self.points, self.every_ms = points, every_ms  # one point per every_ms: 3000 points are 12.5 minutes
         self._t: list[int] = []
         self._eq: list[float] = []
         self._dd: list[float] = []
         self._fill_t: list[int] = []
         self._fill_eq: list[float] = []
         self._last_fill = 0
+        self._bucket_ms = 0
         x, y = DateScale(), LinearScale()
         self.equity = Lines(x=[], y=[], colors=["#1f77b4"], scales={"x": x, "y": y}, labels=["equity"])
         self.drawdown = Lines(x=[], y=[], colors=["#d62728"], fill="bottom", opacities=[0.6], fill_opacities=[0.2],
@@ -41,9 +42,14 @@ class PnLPanel(ipw.VBox):
 
     def update(self, snap: Snapshot) -> None:
         eq = snap.equity_change
-        self._t.append(snap.ts_ns // 1_000_000)
-        self._eq.append(eq)
-        self._dd.append(-snap.drawdown)
+        t_ms = snap.ts_ns // 1_000_000
+        if self._t and t_ms - self._bucket_ms < self.every_ms:  # within the point's interval: the newest wins
+            self._t[-1], self._eq[-1], self._dd[-1] = t_ms, eq, -snap.drawdown
+        else:
+            self._bucket_ms = t_ms
+            self._t.append(t_ms)
+            self._eq.append(eq)
+            self._dd.append(-snap.drawdown)
         for f in snap.fills:
             if f[0] > self._last_fill:
                 self._fill_t.append(f[1] // 1_000_000)

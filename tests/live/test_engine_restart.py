@@ -110,6 +110,7 @@ def test_kill_9_mid_burst_then_restart_loses_no_fill(tmp_path):
         path = tmp_path / "j.sqlite"
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         swept: list[int] = []
+        restored: list[int] = []
         for cycle in range(2):
             p = subprocess.Popen([sys.executable, "-c", CHILD, str(keys), str(path)], cwd=ROOT, env=env,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -118,7 +119,10 @@ def test_kill_9_mid_burst_then_restart_loses_no_fill(tmp_path):
             try:
                 assert p.stdout.readline() == "started\n", p.stderr.read()[-2000:]
                 n0 = len(journal_fill_ids(path))
-                wait_for(lambda: len(journal_fill_ids(path)) >= n0 + 40, 60, "a burst of fills")
+                # a burst of fills, with the resting bid at the venue (the restart has an open order to restore)
+                wait_for(lambda: len(journal_fill_ids(path)) >= n0 + 40
+                         and rig.call(lambda: [v for v in rig.venue.open_orders(USER) if v.side > 0]),
+                         60, "a burst of fills and a resting bid")
                 p.send_signal(signal.SIGKILL)  # mid-burst: orders and reports in flight
                 p.wait(30)
             finally:
@@ -130,13 +134,16 @@ def test_kill_9_mid_burst_then_restart_loses_no_fill(tmp_path):
             time.sleep(0.3)
             venue_ids = {e.fill.trade_id for e in rig.venue.fills_of(USER)}
             missing = venue_ids - set(journal_fill_ids(path))
+            with Journal(path) as j:
+                open_at_kill = len(j.open_orders())
             # restart on the same journal; the checker notes what it sees when trading may begin
             checker = Checker(rig)
             eng = Engine(checker, rig.config(journal_path=str(path))).start()
             try:
                 seen = checker.seen
                 assert seen.orders == seen.venue_orders  # restored and reconciled before the strategy starts
-                assert eng.counters["restored_orders"] >= 1
+                assert eng.counters["restored_orders"] == open_at_kill  # every open order the journal holds
+                restored.append(open_at_kill)
                 assert seen.position == seen.venue_base - base0  # missed fills included
                 ids = journal_fill_ids(path)
                 assert len(ids) == len(set(ids))  # each once
@@ -146,6 +153,7 @@ def test_kill_9_mid_burst_then_restart_loses_no_fill(tmp_path):
                     assert any("missed_fills" in f for f in alerts(eng))
             finally:
                 stop_all(eng)
+        assert max(restored) >= 1, "no open order to restore at either kill: the test did not exercise the restore"
         # the venue's own API says the same, and the sweeps were fills the journal could only learn from it
         api_ids = [t["id"] for t in my_trades(rig)]
         assert sorted(api_ids) == sorted(venue_ids) and len(api_ids) == len(set(api_ids))

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import time
 
+import orjson
 
 from tests.venue.test_server import INS, TAKER, USER, make_engine
 from workbench.live.executor import Credentials, Executor, ExecutorConfig
@@ -171,3 +172,23 @@ def test_server_shutdown_makes_the_client_reconnect():
             assert o.state is S.NEW
 
     run(scenario())
+
+
+def test_the_request_signature_is_the_documented_one():
+    """The executor's shortcut payload (str and int values) signs exactly what signing.signature_payload signs."""
+    import hashlib
+    import hmac as hmac_
+
+    from workbench.live.executor import Credentials, Executor, ExecutorConfig
+    from workbench.strategy.orders import OrderBook
+    from workbench.venue.signing import signature_payload, verify
+
+    ex = Executor(ExecutorConfig(ws_api_url="ws://127.0.0.1:9"), Credentials("k" * 64, "s" * 64), {}, OrderBook("t"),
+                  clock=lambda: 1_700_000_000_000_000_000)
+    params = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": "0.00100", "price": "60000.00",
+              "newClientOrderId": "t-1", "timeInForce": "GTC"}
+    _, frame = ex._frame("order.place", params, True)
+    p = orjson.loads(frame)["params"]
+    want = hmac_.new(b"s" * 64, signature_payload(p).encode(), hashlib.sha256).hexdigest()
+    assert p["signature"] == want and verify("s" * 64, p, p["signature"])
+    assert p["timestamp"] == 1_700_000_000_000 and p["recvWindow"] == 5000

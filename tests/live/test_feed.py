@@ -67,9 +67,22 @@ async def running(feed, server):
         await server.stop()
 
 
+TRANSPORT = ["auto"]
+
+
+@pytest.fixture(autouse=True, params=["picows", "websockets"])
+def transport(request):
+    """Each loopback test with the fast transport and with the fallback."""
+    if request.param == "picows":
+        pytest.importorskip("picows")
+    TRANSPORT[0] = request.param
+    yield request.param
+    TRANSPORT[0] = "auto"
+
+
 def feed_for(server, venue, **kw):
     cfg = FeedConfig(stream_url=server.urls["stream"], rest_url=server.urls["rest"], symbols=("BTCUSDT",),
-                     reconnect_min_s=0.05, **kw)
+                     reconnect_min_s=0.05, transport=TRANSPORT[0], **kw)
     events = []
     feed = FeedClient(cfg, {"BTCUSDT": venue.symbols["BTCUSDT"].instrument},
                       on_status=lambda s, what, detail: events.append(what))

@@ -280,13 +280,15 @@ class Burst(Strategy):
     def on_timer(self, env) -> None:
         self.n += 1
         mine = env.open_orders()
-        if not [o for o in mine if o.tag == "burst"]:  # one market order at a time: the position stays 0 or 1 lot
-            self.attempts += 1
-            env.market(1 if env.position_lots() <= 0 else -1, LOT, tag="burst")
         bid = env.book().best_bid_ticks()
+        # the resting bid first: once the burst nears the venue's order rate limit, the guard lets only orders
+        # that reduce exposure through, and a new bid would wait for the next quiet moment
         if bid is not None and not [o for o in mine if o.tag == "rest"]:
             self.attempts += 1
             env.limit(1, LOT, bid - 50, post_only=True, tag="rest")
+        if not [o for o in mine if o.tag == "burst"]:  # one market order at a time: the position stays 0 or 1 lot
+            self.attempts += 1
+            env.market(1 if env.position_lots() <= 0 else -1, LOT, tag="burst")
 
 
 @dataclass

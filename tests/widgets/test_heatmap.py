@@ -68,7 +68,7 @@ def test_log_scale_is_a_toggle_of_the_drawing_only():
     h = BookHeatmap(columns=5, ticks_per_row=1)
     for i in range(3):
         h.update(snap(T0 + i, bids=[(100, 9)], asks=[(101, 99)]))
-    assert np.nanmax(h.heat.color) == np.log1p(99)
+    assert np.nanmax(h.heat.color) == np.float32(np.log1p(99))
     h.log_toggle.value = False
     assert np.nanmax(h.heat.color) == 99 and np.isnan(h.heat.color).any()  # empty levels are background
     assert h.matrix()[2].max() == 99

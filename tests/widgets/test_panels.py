@@ -28,7 +28,7 @@ def test_the_ladder_shows_prices_and_sizes_in_the_venues_decimals_and_marks_our_
 
 
 def test_pnl_keeps_the_equity_line_and_marks_each_fill_once():
-    p = PnLPanel(points=3)
+    p = PnLPanel(points=3, every_ms=0)
     fills = [(1, T0, "X", 1, 100, 1, 0.0, True)]
     for i in range(5):
         p.update(snap(T0 + i * 10**8, equity_change=float(i), drawdown=0.5, realised=1.0, unrealised=float(i) - 1,
@@ -112,3 +112,11 @@ def test_latency_histograms_and_feed_health():
     assert "p50 15 us" in panel.stats.value
     h = panel.health.value
     assert "812 book updates/s" in h and "gaps 1" in h and "malformed 3" in h and "OUT OF SYNC" in h
+
+
+def test_pnl_keeps_one_point_per_interval_with_the_newest_value():
+    p = PnLPanel(every_ms=250)
+    for i in range(6):  # 100 ms apart: intervals from 0 ms (0-200) and from 300 ms (300-500)
+        p.update(snap(T0 + i * 10**8, equity_change=float(i)))
+    assert list(p.equity.y) == [2.0, 5.0]  # each the newest value of its interval
+    assert list(p.equity.x.astype("int64") - T0 // 10**6) == [200, 500]

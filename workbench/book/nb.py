@@ -396,3 +396,44 @@ def depth_within_nb(bid, ask, st, k_ticks):
         for j in range(ba, hi + 1):
             a += ask[j]
     return b, a
+
+
+# -- the update-id chain of live diffs (the common step of workbench.book.sync.BookSync, over a run of frames) --------
+@njit(cache=True)
+def live_chain_nb(pre, j, n, at, live, last_ids, runs, counts):
+    """Accept the pre-parsed diffs ``pre[j:n]`` (rows of :func:`workbench.data.binance.preparse_frames_nb`: kind, ts,
+    U, u, pu, ms, bid rows, rows, symbol) that :meth:`BookSync.on_live_diff` would accept or drop, as it would, until
+    the first frame that needs the Python way; returns (that frame's index, or n; the index of its first row).
+
+    ``at`` is the index of frame j's first row in the rows buffer. Per symbol k: ``live[k]`` (1: the machine is in
+    sync), ``last_ids[k]`` (its last id, updated), ``runs[k]`` = [lo, hi) the rows accepted so far (a run grows only
+    while contiguous: a diff whose rows do not follow it stops here), ``counts[k]`` += (accepted, duplicates).
+    Stops at anything else: another kind, a diff without event time, a symbol not in sync, a break in the chain.
+    """
+    while j < n:
+        if pre[j, 0] != 3 or pre[j, 5] < 0:
+            return j, at
+        k = pre[j, 8]
+        if live[k] == 0:
+            return j, at
+        last = pre[j, 3]
+        m = pre[j, 7]
+        if last <= last_ids[k]:  # older than the book: a duplicate, dropped
+            counts[k, 1] += 1
+            at += m
+            j += 1
+            continue
+        first = pre[j, 2]
+        prev = first - 1 if pre[j, 4] < 0 else pre[j, 4]
+        if prev != last_ids[k]:
+            return j, at  # a gap: the Python way decides
+        if runs[k, 1] > runs[k, 0] and runs[k, 1] != at:
+            return j, at  # not contiguous with the run: the Python way ends it
+        if runs[k, 1] == runs[k, 0]:
+            runs[k, 0] = at
+        last_ids[k] = last
+        counts[k, 0] += 1
+        at += m
+        runs[k, 1] = at
+        j += 1
+    return j, at

@@ -288,9 +288,18 @@ def _preparse_line_nb(buf, start, end, symbol, scales, row, typ, val, rows, base
             return 0
         ts = ts * 10 + d
         i += 1
-    if i == start or i + 1 + len(_HEAD) >= end or buf[i] != 32 or not _same_bytes_nb(buf, i + 1, _HEAD):
+    if i == start or i >= end or buf[i] != 32:
         return 0
-    i += 1 + len(_HEAD)
+    return _preparse_message_nb(buf, i + 1, end, ts, symbol, scales, row, typ, val, rows, base)
+
+
+@njit(cache=True)
+def _preparse_message_nb(buf, i, end, ts, symbol, scales, row, typ, val, rows, base):
+    """Pre-parse the combined-stream message ``buf[i:end]`` received at ``ts`` (what follows the receive stamp of a
+    line, or a live frame): as :func:`_preparse_line_nb`."""
+    if i + len(_HEAD) >= end or not _same_bytes_nb(buf, i, _HEAD):
+        return 0
+    i += len(_HEAD)
     # the stream name: a diff if it holds "@depth", else its kind from what follows its last "@"
     q = _plain_string_nb(buf, i, end)
     if q < 0:
@@ -509,6 +518,50 @@ def _preparse_nb(buf, ends, symbol, scales, out, rows):
             base += n
         start = ends[j]
     return room
+
+
+#: Width of a pre-parsed row of :func:`preparse_frames_nb`: the :func:`_preparse_nb` row, then the symbol's index.
+FRAME_WIDTH = _P_WIDTH + 1
+
+
+@njit(cache=True)
+def preparse_frames_nb(buf, ends, ts_local, symbols, symbol_ends, scales, out, rows):
+    """Pre-parse live combined-stream frames ``buf[ends[j-1]:ends[j]]``, all received at ``ts_local`` (ns), for the
+    feed client: as :func:`_preparse_nb` does for capture lines, with several symbols.
+
+    ``symbols`` holds the symbols' bytes one after the other (``symbol_ends`` where each ends), ``scales`` one row
+    (px digits, px units, qty digits, qty units) per symbol. ``out[j]`` (:data:`FRAME_WIDTH` int64) is the
+    :func:`_preparse_nb` row of frame j (kind 0: not plain, to be read the general way), then the index of its
+    symbol; the rows of its diff (event slots, see :func:`_slot`) are in ``rows``, one diff after the other. Returns
+    the rows written, or -1 when ``rows`` was too small for some diff (that frame is left kind 0).
+    """
+    typ = np.zeros(128, np.int8)
+    val = np.zeros(128, np.int64)
+    start = 0
+    base = 0
+    room = True
+    for j in range(ends.shape[0]):
+        end = ends[j]
+        out[j, 0] = 0
+        lo = 0
+        for k in range(symbol_ends.shape[0]):
+            hi = symbol_ends[k]
+            sc = (scales[k, 0], scales[k, 1], scales[k, 2], scales[k, 3])
+            n = _preparse_message_nb(buf, start, end, ts_local, symbols[lo:hi], sc, out[j], typ, val, rows, base)
+            lo = hi
+            if n < 0:
+                room = False
+                out[j, 0] = 0
+                break
+            if out[j, 0] != 0:
+                if typ[115] != 1:  # no "s": the feed cannot tell the symbol (the general way says malformed)
+                    out[j, 0] = 0
+                    break
+                out[j, _P_WIDTH] = k
+                base += n
+                break
+        start = end
+    return base if room else -1
 
 
 def _diff_events(ts_exch: int, ts_local: int, px: list, qty: list, n_bid: int, last: int, first: int, pu: int):

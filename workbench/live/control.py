@@ -38,10 +38,16 @@ def new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
+def _fields(obj) -> dict:
+    """A snapshot (or any dataclass) as a shallow dict: ``to_dict()`` where there is one (no deep copy on the
+    engine's loop), else ``dataclasses.asdict``."""
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
+
+
 def _json(obj) -> bytes:
-    if dataclasses.is_dataclass(obj):
-        obj = dataclasses.asdict(obj)
-    return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
+    return orjson.dumps(_fields(obj), option=orjson.OPT_NON_STR_KEYS)
 
 
 class ControlServer:
@@ -112,14 +118,18 @@ class ControlServer:
             pusher.cancel()
 
     async def _push(self, conn: ServerConnection) -> None:
-        period = 1 / self.snapshot_hz
+        # each new snapshot once, soon after it is published (the engine publishes at snapshot_hz at most); a
+        # fixed-rate timer of its own would beat against the engine's and send some twice and skip others
+        poll = min(0.005, 1 / (4 * self.snapshot_hz))
+        last = None
         try:
             while True:
                 snap = self.snapshot()
-                if snap is not None:
-                    msg = {"type": "snapshot", **(dataclasses.asdict(snap) if dataclasses.is_dataclass(snap) else snap)}
+                if snap is not None and snap is not last:
+                    last = snap
+                    msg = {"type": "snapshot", **_fields(snap)}
                     await conn.send(_json(msg).decode())  # waits for a slow reader: it skips snapshots, never queues
-                await asyncio.sleep(period)
+                await asyncio.sleep(poll)
         except (ConnectionClosed, asyncio.CancelledError):
             pass
 

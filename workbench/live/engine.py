@@ -75,7 +75,7 @@ class EngineConfig:
     symbols: tuple[str, ...]
     risk: RiskConfig = field(default_factory=RiskConfig)
     journal_path: str | None = None
-    snapshot_hz: float = 20.0             # faster than a dashboard draws (15 Hz), so each frame has a new one
+    snapshot_hz: float = 20.0             # as fast as a dashboard draws (20 Hz at most), so each frame has a new one
     snapshot_levels: int = 20              # book levels per side in each snapshot
     guard_tick_ms: int = 50
     flatten_timeout_s: float = 5.0
@@ -455,6 +455,7 @@ class Engine:
         if view is None:
             return
         view.invalidate()
+        view.set_top(self.feed.top(symbol))  # computed by the feed after the change: no second kernel call
         now = time.time_ns()
         self.env.now_ns = now
         self.telemetry.on_book(now, symbol)
@@ -462,7 +463,7 @@ class Engine:
         self.guard.on_book(now, symbol, top.bid_px_ticks, top.ask_px_ticks, view.depth_lots(1), view.depth_lots(-1))
         self._schedule_guard()
         if self.strategy.act_on_book and self._strategy_on:
-            self._tick_ns = time.perf_counter_ns()
+            self._tick_ns = self.feed.recv_perf_ns or time.perf_counter_ns()  # from the frame off the socket
             self._strategy_call(self.strategy.on_book, self.env, symbol)
             self._tick_ns = 0
 
@@ -616,7 +617,7 @@ class Engine:
         self.counters["orders_sent" if source == "strategy" else "guard_orders"] += 1
         if self.journal is not None:
             self.journal.record_order(o, "sent")
-        asyncio.get_running_loop().create_task(self.executor.place(o))
+        self.executor.submit(o)  # the frame is on the socket when this returns (no task hop before it)
         t = time.perf_counter_ns()
         self._sent_ns[o.client_order_id] = t
         if self._tick_ns and source == "strategy":
@@ -628,7 +629,7 @@ class Engine:
         if o is None or not o.state.is_open:
             return False
         self.counters["cancels_sent"] += 1
-        asyncio.get_running_loop().create_task(self.executor.cancel(coid))
+        self.executor.submit_cancel(coid)
         return True
 
     def _on_order(self, o: OwnOrder) -> None:
@@ -776,9 +777,7 @@ class Engine:
             return [{"name": c.name, "old": c.old, "new": c.new} for c in await self._set_params(p)]
 
         async def snapshot(p):
-            import dataclasses
-
-            return dataclasses.asdict(self._snapshot) if self._snapshot else None
+            return self._snapshot.to_dict() if self._snapshot else None
 
         return {"kill": kill, "pause": pause, "resume": resume, "flatten": flatten, "stop": stop,
                 "set_params": set_params, "snapshot": snapshot}

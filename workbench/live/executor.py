@@ -16,6 +16,8 @@ yet final. Secrets are only used to sign: never in a repr, a log line or a messa
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import itertools
 import logging
 import os
@@ -30,12 +32,13 @@ from pathlib import Path
 import orjson
 import websockets
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from workbench.exceptions import ConfigError
 from workbench.instrument import Instrument
 from workbench.strategy.orders import OrderBook, OrderState, OwnOrder
 from workbench.venue.api import OrderType
-from workbench.venue.signing import sign, signature_payload
+from workbench.venue.signing import signature_payload
 
 __all__ = ["Credentials", "ExecutorConfig", "Executor"]
 
@@ -111,6 +114,7 @@ class Executor:
         self._ws = None
         self._stop = False
         self._seen_trades: set[tuple[str, int]] = set()
+        self._mac = hmac.new(credentials.api_secret.encode(), digestmod=hashlib.sha256)  # copied per request
 
     def __repr__(self) -> str:
         return f"Executor({self.config.ws_api_url}, {self._cred!r})"
@@ -196,28 +200,80 @@ class Executor:
         if f is not None and not f.done():
             f.set_result(msg)
 
-    async def _request(self, method: str, params: dict, *, signed: bool) -> dict:
-        ws = self._ws
-        if ws is None:
-            raise ConnectionError("not connected")
+    def _frame(self, method: str, params: dict, signed: bool) -> tuple[int, bytes]:
+        """A request's id and its frame (signed: ``apiKey``, ``timestamp``, ``recvWindow``, ``signature``)."""
         p = dict(params)
         if signed:
             p["apiKey"] = self._cred.api_key
             p["timestamp"] = self.clock() // 1_000_000
             p["recvWindow"] = self.config.recv_window_ms
-            p["signature"] = sign(self._cred.api_secret, signature_payload(p))
+            mac = self._mac.copy()  # the secret's HMAC state, keyed once
+            if all(type(v) is str or type(v) is int for v in p.values()):  # what orders carry: the text is the value
+                payload = "&".join([f"{k}={p[k]}" for k in sorted(p)])
+            else:
+                payload = signature_payload(p)
+            mac.update(payload.encode())
+            p["signature"] = mac.hexdigest()
         rid = next(self._ids)
+        return rid, orjson.dumps({"id": rid, "method": method, "params": p})
+
+    def _send_now(self, method: str, params: dict, *, signed: bool) -> tuple[int, asyncio.Future]:
+        """Write a request to the socket now, from synchronous code (a strategy's callback): no task, no loop
+        iteration between the decision and the frame. Returns its id and the future of its answer (the answer is
+        awaited by :meth:`_answer_of`). Raises ConnectionError when the connection cannot take it now."""
+        ws = self._ws
+        if ws is None:
+            raise ConnectionError("not connected")
+        rid, frame = self._frame(method, params, signed)
         fut = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
-        await ws.send(orjson.dumps({"id": rid, "method": method, "params": p}).decode())
+        try:
+            _write_now(ws, frame)
+        except Exception:
+            self._pending.pop(rid, None)
+            raise
+        return rid, fut
+
+    async def _answer_of(self, rid: int, fut: asyncio.Future) -> dict:
         try:
             return await asyncio.wait_for(fut, self.config.request_timeout_s)
         finally:
             self._pending.pop(rid, None)
 
+    async def _request(self, method: str, params: dict, *, signed: bool) -> dict:
+        return await self._answer_of(*self._send_now(method, params, signed=signed))
+
     # -- orders ---------------------------------------------------------------------------------------------------------
+    def submit(self, o: OwnOrder) -> None:
+        """Send ``o`` now (its frame is on the socket when this returns) and apply the answer when it comes; for
+        synchronous callers on the loop (a strategy's decision). Same outcome as ``await place(o)``."""
+        try:
+            sent = self._send_now("order.place", self._place_params(o), signed=True)
+        except ConnectionError as exc:
+            sent = exc
+        self.stats["orders_sent"] += 1
+        asyncio.get_running_loop().create_task(self._placed(o, sent))
+
     async def place(self, o: OwnOrder) -> None:
         """Send ``o`` (recorded PENDING_NEW in the order book) and apply the answer."""
+        try:
+            sent = self._send_now("order.place", self._place_params(o), signed=True)
+        except ConnectionError as exc:
+            sent = exc
+        self.stats["orders_sent"] += 1
+        await self._placed(o, sent)
+
+    async def _placed(self, o: OwnOrder, sent) -> None:
+        try:
+            if isinstance(sent, Exception):
+                raise sent
+            r = await self._answer_of(*sent)
+        except (asyncio.TimeoutError, ConnectionError) as exc:
+            self._unknown(o, f"no answer: {type(exc).__name__}")
+            return
+        self._answer(o, r)
+
+    def _place_params(self, o: OwnOrder) -> dict:
         ins = self.instruments[o.symbol]
         params = {"symbol": o.symbol, "side": "BUY" if o.side > 0 else "SELL", "type": o.type.name,
                   "quantity": ins.lots_to_str(o.qty_lots), "newClientOrderId": o.client_order_id,
@@ -226,13 +282,20 @@ class Executor:
             params["price"] = ins.ticks_to_str(o.px_ticks)
         if o.type == OrderType.LIMIT:
             params["timeInForce"] = o.tif.name
-        self.stats["orders_sent"] += 1
-        try:
-            r = await self._request("order.place", params, signed=True)
-        except (asyncio.TimeoutError, ConnectionError) as exc:
-            self._unknown(o, f"no answer: {type(exc).__name__}")
+        return params
+
+    def submit_cancel(self, client_order_id: str) -> None:
+        """:meth:`cancel`, its frame sent now (see :meth:`submit`)."""
+        o = self.orders.cancel_sent(client_order_id, self.clock())
+        if o is None:
             return
-        self._answer(o, r)
+        try:
+            sent = self._send_now("order.cancel", {"symbol": o.symbol, "origClientOrderId": client_order_id},
+                                  signed=True)
+        except ConnectionError as exc:
+            sent = exc
+        self._notify(o)
+        asyncio.get_running_loop().create_task(self._cancelled(o, client_order_id, sent))
 
     async def cancel(self, client_order_id: str) -> None:
         o = self.orders.cancel_sent(client_order_id, self.clock())
@@ -240,8 +303,17 @@ class Executor:
             return
         self._notify(o)
         try:
-            r = await self._request("order.cancel", {"symbol": o.symbol, "origClientOrderId": client_order_id},
-                                    signed=True)
+            sent = self._send_now("order.cancel", {"symbol": o.symbol, "origClientOrderId": client_order_id},
+                                  signed=True)
+        except ConnectionError as exc:
+            sent = exc
+        await self._cancelled(o, client_order_id, sent)
+
+    async def _cancelled(self, o: OwnOrder, client_order_id: str, sent) -> None:
+        try:
+            if isinstance(sent, Exception):
+                raise sent
+            r = await self._answer_of(*sent)
         except (asyncio.TimeoutError, ConnectionError) as exc:
             self._unknown(o, f"cancel without answer: {type(exc).__name__}")
             return
@@ -392,6 +464,17 @@ class Executor:
 
     def _notify(self, o: OwnOrder) -> None:
         self.on_order(o)
+
+
+def _write_now(ws, frame: bytes) -> None:
+    """Write one text frame to a websockets connection from synchronous code, as ``await ws.send(text)`` would
+    (websockets' own sans-I/O protocol frames it; the connection writes it to the transport), without its
+    coroutine. Flow control is left to the transport's buffer (order frames are small and few). Raises
+    ConnectionError when the connection is not open or a fragmented message is being sent."""
+    if ws.protocol.state is not State.OPEN or ws.send_in_progress is not None:
+        raise ConnectionError("the connection cannot send now")
+    ws.protocol.send_text(frame)
+    ws.send_data()
 
 
 def _units(ins: Instrument, amount: str) -> int:

@@ -13,6 +13,17 @@ new snapshot), gaps, stale snapshots, malformed messages (counted, never fatal),
 the websockets library. Trading must not use a symbol whose :meth:`FeedClient.in_sync` is False.
 
 Prices and sizes are converted to ticks and lots at this edge, exactly (a price finer than the tick is malformed).
+
+Speed: frames are taken in runs (what one read of the socket brought, or what websockets has queued), and a run
+goes through one numba kernel (:func:`workbench.data.binance.preparse_frames_nb`, the capture reader's parser of
+the lines Binance writes) that turns every plain diff into event rows, prices and sizes in ticks and lots. Python
+then only keeps the update-id chain (:meth:`BookSync.on_live_diff`, plain ints) and hands each symbol's accepted
+rows to the book in one kernel call at the end of the run; ``on_book`` runs once per symbol and run: under a burst
+the strategy sees the latest book, not every step. A frame the kernel does not read (anything unusual or wrong,
+snapshots' answers, another stream) takes the general way (orjson and Python), which decides and counts errors;
+the books and counters are the same either way (tests check both). Transport: ``picows`` where it is installed
+(a C websocket client: several times the frames/s of ``websockets``, and it tells where a read ends), else
+``websockets``; ``FeedConfig.transport`` chooses.
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
+from itertools import accumulate
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -33,12 +45,19 @@ import orjson
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from workbench.book.book import L2Book
+from workbench.book.book import L2Book, TopOfBook
+from workbench.book.nb import live_chain_nb
 from workbench.book.sync import BookSync, Diff, SyncState
+from workbench.data.binance import FRAME_WIDTH, preparse_frames_nb
 from workbench.enums import ASK, BID, F_BATCH_END, F_CLEAR, K_DEPTH, K_SNAPSHOT
 from workbench.exceptions import ConfigError
 from workbench.instrument import Instrument
-from workbench.types import empty_events
+from workbench.types import empty_events, event_dt
+
+try:  # the fast transport (optional: websockets is the fallback)
+    import picows
+except ImportError:  # pragma: no cover - depends on the installation
+    picows = None
 
 __all__ = ["FeedConfig", "FeedClient", "Trade"]
 
@@ -62,10 +81,16 @@ class FeedConfig:
     recv_timeout_s: float = 30.0       # nothing at all for this long: the connection is dead, reconnect
     stale_after_ms: int = 300
     max_reconnects: int | None = None  # None: forever
+    transport: str = "auto"            # "picows", "websockets", or "auto": picows where installed
+    fast_parse: bool = True            # False: every frame the general way (orjson + Python), for tests
 
     def __post_init__(self) -> None:
         if not self.symbols:
             raise ConfigError("the feed needs at least one symbol")
+        if self.transport not in ("auto", "picows", "websockets"):
+            raise ConfigError("transport must be 'auto', 'picows' or 'websockets'")
+        if self.transport == "picows" and picows is None:
+            raise ConfigError("transport='picows' but picows is not installed (pip install picows)")
         if self.depth_ms not in (100, 1000):
             raise ConfigError("depth_ms must be 100 or 1000")
         if not 0 < self.reconnect_min_s <= self.reconnect_max_s:
@@ -95,7 +120,7 @@ class Trade:
 
 class _Symbol:
     __slots__ = ("ins", "book", "sync", "last_update_ns", "last_update_id", "snapshot_task", "spot", "px_memo",
-                 "qty_memo", "pending", "pending_uid")
+                 "qty_memo", "pending", "pending_uid", "pending_n", "run_lo", "run_hi", "top")
 
     def __init__(self, ins: Instrument) -> None:
         self.ins = ins
@@ -107,8 +132,13 @@ class _Symbol:
         self.spot = True  # a diff without "pu": spot's rule (predecessor U - 1)
         self.px_memo: dict[str, int] = {}
         self.qty_memo: dict[str, int] = {}
-        self.pending: list[tuple] = []  # accepted diffs not yet in the book (see FeedClient._defer)
+        # Accepted diffs not yet in the book (see FeedClient._defer): event arrays, then a run [run_lo, run_hi) of
+        # rows of the kernel's buffer (diffs of one run of frames, contiguous there); pending_n diffs in all.
+        self.pending: list[np.ndarray] = []
         self.pending_uid = 0
+        self.pending_n = 0
+        self.run_lo = self.run_hi = 0
+        self.top = TopOfBook(None, 0, None, 0)  # the book's top after the last change
 
 
 class FeedClient:
@@ -135,10 +165,40 @@ class FeedClient:
         self.clock = clock
         self.stats: Counter = Counter()
         self.connected = asyncio.Event()
+        #: ``time.perf_counter_ns()`` when the first frame of the run being handled was taken off the socket (for
+        #: latency measurements: a strategy's ``on_book`` may read it).
+        self.recv_perf_ns = 0
         self._stop = False
         self._batching = False
+        self._backoff = config.reconnect_min_s
         self._last_msg = 0.0
         self._ws = None
+        # the kernel's inputs: the symbols' bytes and scales, and buffers (grown when a run needs more)
+        self._names = list(config.symbols)
+        self._order = [self.symbols[s] for s in self._names]
+        sym_bytes = [s.encode() for s in self._names]
+        self._sym_u8 = np.frombuffer(b"".join(sym_bytes), np.uint8).copy()
+        self._sym_ends = np.cumsum([len(b) for b in sym_bytes]).astype(np.int64)
+        self._scales = np.array([instruments[s].scales for s in self._names], np.int64).reshape(-1, 4)
+        self._pre = np.empty((64, FRAME_WIDTH), np.int64)
+        self._ends = np.empty(64, np.int64)
+        self._rows = np.empty((4096, 8), np.int64)
+        self._rows_buf = self._rows  # what the pending runs' views refer to
+        k = len(self._names)
+        self._live = np.zeros(k, np.int64)
+        self._last_ids = np.zeros(k, np.int64)
+        self._runs = np.zeros((k, 2), np.int64)
+        self._counts = np.zeros((k, 2), np.int64)
+        self._fast = config.fast_parse
+        self._warm()
+
+    def _warm(self) -> None:
+        """Compile (or load from numba's cache) the kernels of the frame path now, not on the first frame."""
+        rows = np.empty((1, 8), np.int64)
+        preparse_frames_nb(np.frombuffer(b"{}", np.uint8), self._ends[:0], 0, self._sym_u8, self._sym_ends,
+                           self._scales, self._pre, rows)
+        live_chain_nb(self._pre, 0, 0, 0, self._live, self._last_ids, self._runs, self._counts)
+        L2Book().apply(self._view(rows, 0, 0))
 
     # -- state for traders ---------------------------------------------------------------------------------------------
     def in_sync(self, symbol: str) -> bool:
@@ -147,6 +207,10 @@ class FeedClient:
     def book(self, symbol: str) -> L2Book:
         return self.symbols[symbol].book
 
+    def top(self, symbol: str) -> TopOfBook:
+        """The book's best bid and ask, as computed after its last change (no kernel call)."""
+        return self.symbols[symbol].top
+
     def stale_symbols(self, now_ns: int | None = None) -> list[str]:
         """Symbols whose book has not changed for ``stale_after_ms`` (or never has)."""
         now = self.clock() if now_ns is None else now_ns
@@ -154,26 +218,26 @@ class FeedClient:
         return [s for s, st in self.symbols.items() if not st.last_update_ns or now - st.last_update_ns > limit]
 
     # -- running ---------------------------------------------------------------------------------------------------------
+    @property
+    def transport(self) -> str:
+        """The websocket client in use: "picows" or "websockets"."""
+        t = self.config.transport
+        return ("picows" if picows is not None else "websockets") if t == "auto" else t
+
     async def run(self) -> None:
         """Connect, keep the books, reconnect after faults; returns after :meth:`stop` (or ``max_reconnects``)."""
         cfg = self.config
         url = f"{cfg.stream_url.rstrip('/')}/stream?streams={'/'.join(cfg.streams())}"
-        backoff = cfg.reconnect_min_s
+        self._backoff = cfg.reconnect_min_s  # back to the minimum once connected (see _connected)
         attempts = 0
+        errors: tuple = (OSError, ConnectionClosed, asyncio.TimeoutError, websockets.InvalidHandshake)
+        if picows is not None:
+            errors += (picows.WSError,)
+        connect = self._run_picows if self.transport == "picows" else self._run_websockets
         while not self._stop:
             try:
-                async with websockets.connect(url, compression=None, max_queue=4096, open_timeout=10,
-                                              ping_interval=20, ping_timeout=60) as ws:
-                    self._ws = ws
-                    if attempts:
-                        self.stats["reconnects"] += 1
-                        self.on_status(None, "reconnected", url)
-                    self.connected.set()
-                    backoff = cfg.reconnect_min_s
-                    for st in self.symbols.values():
-                        self._resync(st, "connected")
-                    await self._read(ws)
-            except (OSError, ConnectionClosed, asyncio.TimeoutError, websockets.InvalidHandshake) as exc:
+                await connect(url, attempts)
+            except errors as exc:
                 if self._stop:
                     break
                 self.stats["disconnects"] += 1
@@ -189,8 +253,8 @@ class FeedClient:
             attempts += 1
             if self._stop or (cfg.max_reconnects is not None and attempts > cfg.max_reconnects):
                 break
-            delay = backoff * (1 + random.uniform(-cfg.jitter, cfg.jitter))
-            backoff = min(backoff * 2, cfg.reconnect_max_s)
+            delay = self._backoff * (1 + random.uniform(-cfg.jitter, cfg.jitter))
+            self._backoff = min(self._backoff * 2, cfg.reconnect_max_s)
             await asyncio.sleep(delay)
 
     async def stop(self) -> None:
@@ -200,26 +264,69 @@ class FeedClient:
         if ws is not None:
             await ws.close()
 
+    def _connected(self, url: str, attempts: int) -> None:
+        if attempts:
+            self.stats["reconnects"] += 1
+            self.on_status(None, "reconnected", url)
+        self.connected.set()
+        self._backoff = self.config.reconnect_min_s
+        for st in self.symbols.values():
+            self._resync(st, "connected")
+
+    async def _run_websockets(self, url: str, attempts: int) -> None:
+        async with websockets.connect(url, compression=None, max_queue=4096, open_timeout=10,
+                                      ping_interval=20, ping_timeout=60) as ws:
+            self._ws = ws
+            self._connected(url, attempts)
+            await self._read(ws)
+
     async def _read(self, ws) -> None:
         queued = _queued_frames(ws)
-        watchdog = asyncio.create_task(self._watchdog(ws))
-        self._batching = True
+        watchdog = asyncio.create_task(self._watchdog(ws.close))
+        run: list = []
+        t_ns = 0
         try:
-            async for msg in ws:
-                self._last_msg = time.monotonic()
-                self.handle_message(msg)
-                if not queued():  # nothing more waiting: the books take what was read, in one call each
-                    self._flush_all()
-                if self._stop:
-                    break
+            while not self._stop:
+                msg = await ws.recv(decode=False)
+                if not run:
+                    self.recv_perf_ns = time.perf_counter_ns()
+                    t_ns = self.clock()
+                run.append(msg)
+                if not queued() or len(run) >= 512:  # nothing more waiting: the run goes in, the books once each
+                    self._last_msg = time.monotonic()
+                    self.handle_frames(run, t_ns)
+                    run = []
+        except ConnectionClosed:
+            if self._stop:
+                return
+            raise
         finally:
-            self._batching = False
             watchdog.cancel()
-            self._flush_all()
-        if not self._stop:
-            raise ConnectionClosed(None, None)  # the venue closed the stream: reconnect
+            if run:
+                self.handle_frames(run, t_ns)
 
-    async def _watchdog(self, ws) -> None:
+    async def _run_picows(self, url: str, attempts: int) -> None:
+        loop = asyncio.get_running_loop()
+        closed = loop.create_future()
+        transport, listener = await picows.ws_connect(
+            lambda: _PicowsListener(self, closed), url, websocket_handshake_timeout=10, enable_auto_pong=True,
+            enable_auto_ping=True, auto_ping_idle_timeout=20, auto_ping_reply_timeout=20,
+            max_frame_size=1 << 24)
+        ws = _PicowsHandle(transport, closed)
+        self._ws = ws
+        watchdog = asyncio.create_task(self._watchdog(ws.close))
+        try:
+            self._connected(url, attempts)
+            await closed
+        finally:
+            watchdog.cancel()
+            if not transport.is_disconnected:
+                transport.disconnect()
+            listener.flush()
+        if not self._stop:
+            raise ConnectionError("the venue closed the stream")  # reconnect
+
+    async def _watchdog(self, close) -> None:
         """Close a connection that has said nothing for ``recv_timeout_s`` (a timer per message would cost more
         than the message)."""
         timeout = self.config.recv_timeout_s
@@ -228,12 +335,131 @@ class FeedClient:
             await asyncio.sleep(min(1.0, timeout / 4))
             if time.monotonic() - self._last_msg > timeout:
                 self.stats["recv_timeouts"] += 1
-                await ws.close(1011, "no message within the receive timeout")
+                await close(1011, "no message within the receive timeout")
                 return
 
     # -- messages (sans-I/O: a test can feed them directly) ---------------------------------------------------------------
+    def handle_frames(self, frames: list, recv_ns: int | None = None) -> None:
+        """Take a run of frames of the combined stream (bytes, or str) received together at ``recv_ns`` (the
+        clock's ns; default now): diffs through the kernel, then each symbol's accepted rows into its book at once
+        and ``on_book`` once per changed symbol."""
+        n = len(frames)
+        if not n:
+            return
+        if recv_ns is None:
+            recv_ns = self.clock()
+        if not self._fast:
+            self._batching = True
+            try:
+                for f in frames:
+                    self.handle_message(f)
+            finally:
+                self._batching = False
+            self._flush_all()
+            return
+        self.stats["messages"] += n
+        frames = [f.encode() if type(f) is str else f for f in frames] if type(frames[0]) is str else frames
+        ends = self._ends
+        if len(ends) < n:
+            ends = self._ends = np.empty(2 * n, np.int64)
+            self._pre = np.empty((2 * n, FRAME_WIDTH), np.int64)
+        if n == 1:
+            buf = frames[0]
+            ends[0] = len(buf)
+        else:
+            buf = b"".join(frames)
+            ends[:n] = list(accumulate(map(len, frames)))
+        rows = self._rows
+        got = preparse_frames_nb(np.frombuffer(buf, np.uint8), ends[:n], recv_ns, self._sym_u8, self._sym_ends,
+                                 self._scales, self._pre, rows)
+        if got < 0:  # some diff did not fit: it goes the general way now, and the buffer grows for the next runs
+            self._rows = np.empty((2 * len(rows), 8), np.int64)
+        self._rows_buf = rows
+        order, on_trade = self._order, self.on_trade
+        pre = self._pre
+        live, last_ids, runs, counts = self._live, self._last_ids, self._runs, self._counts
+        self._chain_in()
+        j = at = 0
+        self._batching = True
+        try:
+            while True:
+                # the common case in numba: diffs continuing their symbol's chain, rows contiguous in the buffer
+                j, at = live_chain_nb(pre, j, n, at, live, last_ids, runs, counts)
+                if j >= n:
+                    break
+                self._chain_out()
+                row = pre[j].tolist()
+                kind = row[0]
+                if kind == 3 and row[5] >= 0:  # a plain diff the kernel left: a gap, not in sync, another run
+                    st = order[row[8]]
+                    first, last, pu, k = row[2], row[3], row[4], row[7]
+                    lo, at = at, at + k
+                    st.spot = pu < 0
+                    prev = first - 1 if pu < 0 else pu
+                    ok = st.sync.on_live_diff(first, last, prev)
+                    if ok > 0:
+                        if st.run_hi != lo:  # not contiguous with the run so far: that run waits as an array
+                            self._end_run(st)
+                            st.run_lo = lo
+                        st.run_hi = at
+                        st.pending_uid = last
+                        st.pending_n += 1
+                        self.stats["diffs_applied"] += 1
+                    elif ok < 0:
+                        self._sync_diff(st, first, last, prev, self._view(rows, lo, at).copy())
+                elif kind == 2 and row[6] >= 0:  # a plain trade with its trade time
+                    self.stats["trades"] += 1
+                    on_trade(Trade(self._names[row[8]], row[2], row[3], row[4], -1 if row[5] else 1,
+                                   row[6] * 1_000_000))
+                else:
+                    if kind == 3:
+                        at += row[7]
+                    self.stats["messages"] -= 1  # counted again there
+                    self.handle_message(frames[j])
+                j += 1
+                self._chain_in()
+        finally:
+            self._chain_out()
+            self._batching = False
+            self._flush_all()
+
+    def _chain_in(self) -> None:
+        """The symbols' chain state into the arrays of :func:`live_chain_nb`."""
+        live, last_ids, runs = self._live, self._last_ids, self._runs
+        for k, st in enumerate(self._order):
+            sync = st.sync
+            live[k] = sync.state == SyncState.LIVE
+            last_ids[k] = sync.last_id
+            runs[k, 0] = st.run_lo
+            runs[k, 1] = st.run_hi
+        self._counts[:] = 0
+
+    def _chain_out(self) -> None:
+        """What :func:`live_chain_nb` did, back into the symbols (their sync machines, counters, runs)."""
+        counts = self._counts
+        per_symbol = counts.tolist()
+        if not any(acc or dup for acc, dup in per_symbol):
+            return
+        for k, (acc, dup) in enumerate(per_symbol):
+            if acc or dup:
+                st = self._order[k]
+                if acc:
+                    st.sync.last_id = st.pending_uid = int(self._last_ids[k])
+                    st.sync.stats.add("diffs_applied", acc)
+                    st.pending_n += acc
+                    st.run_lo, st.run_hi = self._runs[k].tolist()
+                    self.stats["diffs_applied"] += acc
+                if dup:
+                    st.sync.stats.add("duplicates", dup)
+        counts[:] = 0
+
+    @staticmethod
+    def _view(rows: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        """Rows ``lo:hi`` of an int64[n, 8] buffer as events (the same memory)."""
+        return np.ndarray((hi - lo,), event_dt, rows, lo * 64)
+
     def handle_message(self, text: str | bytes) -> None:
-        """Take one frame of the combined stream."""
+        """Take one frame of the combined stream, the general way (orjson and Python)."""
         self.stats["messages"] += 1
         try:
             msg = orjson.loads(text)
@@ -247,7 +473,7 @@ class FeedClient:
                 pass  # an answer to a SUBSCRIBE
             else:
                 self.stats["ignored"] += 1
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
             self.stats["malformed"] += 1
             self.on_status(None, "malformed", f"{type(exc).__name__}: {str(text)[:120]}")
 
@@ -257,28 +483,37 @@ class FeedClient:
             self.stats["ignored"] += 1
             return
         first, last = int(d["U"]), int(d["u"])
+        if last < first:
+            raise ValueError(f"U={first} > u={last}")
         pu = d.get("pu")
-        st.spot = pu is None
         prev = first - 1 if pu is None else int(pu)
-        rows = self._levels(st, d["b"], d["a"], last, int(d["E"]) * 1_000_000)
+        # the whole message is read before anything is decided: a bad level rejects the message, not half of it
+        ts_ns = int(d.get("T") or d["E"]) * 1_000_000  # transaction time (futures), else event time
+        rows = self._rows_of(K_DEPTH, [self._levels(st, d["b"], d["a"], last, ts_ns)])
+        st.spot = pu is None
+        self._sync_diff(st, first, last, prev, rows)
+
+    def _sync_diff(self, st: _Symbol, first: int, last: int, prev: int, rows: np.ndarray) -> None:
+        """A diff (its event rows, an array of its own) to the sync machine, and what it accepts to the book."""
         was_live = st.sync.in_sync
         for ready in st.sync.on_diff(Diff(first, last, prev, rows)):
             self._defer(st, ready.payload, ready.last_id)
+        symbol = st.ins.symbol
         if st.sync.in_sync and not was_live:
-            self.on_status(d["s"], "in_sync", f"u={st.last_update_id}")
+            self.on_status(symbol, "in_sync", f"u={st.last_update_id}")
         elif st.sync.state == SyncState.AWAIT_SNAPSHOT:
             if was_live:
                 self.stats["gaps"] += 1
-                self.on_status(d["s"], "gap", f"diff U={first} does not follow u={st.last_update_id}")
-            self._fetch_snapshot(d["s"], st)
+                self.on_status(symbol, "gap", f"diff U={first} does not follow u={st.last_update_id}")
+            self._fetch_snapshot(symbol, st)
 
     def _on_trade(self, d: dict) -> None:
         st = self.symbols.get(d["s"])
         if st is None:
             self.stats["ignored"] += 1
             return
-        t = Trade(d["s"], int(d["t"]), st.ins.px_to_ticks(d["p"]), st.ins.qty_to_lots(d["q"]),
-                  -1 if d["m"] else 1, int(d["T"]) * 1_000_000)
+        t = Trade(d["s"], int(d["t"] if "t" in d else d["a"]), st.ins.px_to_ticks(d["p"]), st.ins.qty_to_lots(d["q"]),
+                  -1 if d["m"] else 1, int(d.get("T") or d["E"]) * 1_000_000)
         self.stats["trades"] += 1
         self.on_trade(t)
 
@@ -300,12 +535,15 @@ class FeedClient:
                 if q is None:
                     if len(qty_memo) > 100_000:
                         qty_memo.clear()
-                    q = qty_memo[qty] = ins.qty_to_lots(qty)
+                    q = ins.qty_to_lots(qty)
+                    if q < 0:
+                        raise ValueError(f"negative quantity {qty!r}")
+                    qty_memo[qty] = q
                 qtys.append(q)
         return ts_ns, uid, len(bids), pxs, qtys
 
     @staticmethod
-    def _rows(kind: int, parts: list[tuple]) -> np.ndarray:
+    def _rows_of(kind: int, parts: list[tuple]) -> np.ndarray:
         """Event rows of several diffs (or one snapshot) in one array: each diff's last row is flagged BATCH_END (a
         diff without levels keeps one empty row for its id); built column by column, not row by row."""
         sizes = [max(len(p[3]), 1) for p in parts]
@@ -326,42 +564,55 @@ class FeedClient:
             ev["flags"][0] |= F_CLEAR
         return ev
 
-    def _defer(self, st: _Symbol, rows: tuple, uid: int) -> None:
-        """Queue an accepted diff for the book. While the connection has more frames waiting, diffs pile up and go
-        into the book in one call when none is left (a call of the book's kernel costs as much as hundreds of
+    def _defer(self, st: _Symbol, rows: np.ndarray, uid: int) -> None:
+        """Queue an accepted diff (its event rows) for the book. While a run of frames is being taken, diffs pile
+        up and go into the book in one call at its end (a call of the book's kernel costs as much as hundreds of
         levels), then ``on_book`` runs once: under a burst the strategy sees the latest book, not every step."""
+        self._end_run(st)
         st.pending.append(rows)
         st.pending_uid = uid
+        st.pending_n += 1
+        self.stats["diffs_applied"] += 1
         if not self._batching or len(st.pending) >= 512:
             self._flush(st)
 
+    def _end_run(self, st: _Symbol) -> None:
+        """The run of kernel rows so far joins the pending arrays (a view: flushed before the buffer is reused)."""
+        if st.run_hi > st.run_lo:
+            st.pending.append(self._view(self._rows_buf, st.run_lo, st.run_hi))
+        st.run_lo = st.run_hi = 0
+
     def _flush_all(self) -> None:
-        for st in self.symbols.values():
-            if st.pending:
+        for st in self._order:
+            if st.pending_n:
                 self._flush(st)
 
     def _flush(self, st: _Symbol) -> None:
-        if not st.pending:
+        if not st.pending_n:
             return
-        rows = self._rows(K_DEPTH, st.pending)
+        if st.pending:
+            self._end_run(st)
+            rows = st.pending[0] if len(st.pending) == 1 else np.concatenate(st.pending)
+        else:
+            rows = self._view(self._rows_buf, st.run_lo, st.run_hi)
         st.pending = []
+        st.pending_n = 0
+        st.run_lo = st.run_hi = 0
         self.stats["batches"] += 1
         self._apply(st, rows, st.pending_uid)
 
     def _apply(self, st: _Symbol, rows: np.ndarray, uid: int) -> None:
-        st.book.apply(rows)
+        book = st.book
+        book.apply(rows)
         st.last_update_id = uid
-        if st.sync.in_sync and st.book.crossed:
+        st.top = top = book.top()
+        if st.sync.in_sync and top.crossed:
             self.stats["crossed"] += 1
             st.sync.resync("crossed")
             self.on_status(st.ins.symbol, "resync", f"crossed book after u={uid}")
             self._fetch_snapshot(st.ins.symbol, st)
             return
         st.last_update_ns = self.clock()
-        if rows["kind"][0] == K_DEPTH:
-            self.stats["diffs_applied"] += int(np.count_nonzero(rows["flags"] & F_BATCH_END))
-        else:
-            self.stats["snapshots_applied"] += 1
         self.on_book(st.ins.symbol)
 
     # -- snapshots ----------------------------------------------------------------------------------------------------
@@ -375,6 +626,32 @@ class FeedClient:
             return
         st.snapshot_task = asyncio.ensure_future(self._snapshot(symbol, st))
 
+    def handle_snapshot(self, symbol: str, body: bytes | str) -> bool:
+        """Take the answer to ``GET /api/v3/depth`` for ``symbol`` (sans-I/O). Returns True if it was applied, False
+        if it was stale (older than the buffered diffs: fetch another) or not awaited; raises ValueError, KeyError or
+        TypeError for a malformed answer (nothing changed)."""
+        st = self.symbols[symbol]
+        snap = orjson.loads(body)
+        uid = int(snap["lastUpdateId"])
+        rows = self._rows_of(K_SNAPSHOT, [self._levels(st, snap["bids"], snap["asks"], uid, self.clock())])
+        self.stats["snapshots"] += 1
+        use, follow = st.sync.on_snapshot(uid)
+        if not use:
+            if st.sync.state == SyncState.AWAIT_SNAPSHOT:
+                self.stats["stale_snapshots"] += 1
+                self.on_status(symbol, "stale_snapshot", f"lastUpdateId {uid} is older than the buffered diffs")
+            return False
+        # diffs accepted before the sync was lost: the snapshot supersedes them
+        st.pending, st.pending_n, st.run_lo, st.run_hi = [], 0, 0, 0
+        st.book.clear()
+        self.stats["snapshots_applied"] += 1
+        self._apply(st, rows, uid)
+        for d in follow:
+            self._defer(st, d.payload, d.last_id)
+        if st.sync.in_sync:
+            self.on_status(symbol, "in_sync", f"u={st.last_update_id}")
+        return True
+
     async def _snapshot(self, symbol: str, st: _Symbol) -> None:
         cfg = self.config
         url = f"{cfg.rest_url.rstrip('/')}/api/v3/depth?symbol={symbol}&limit={cfg.snapshot_limit}"
@@ -384,28 +661,12 @@ class FeedClient:
                 await asyncio.sleep(0.02)  # let a few diffs buffer first, so the snapshot is not older than all
                 try:
                     body = await asyncio.to_thread(_get, url)
-                    snap = orjson.loads(body)
-                    uid = int(snap["lastUpdateId"])
-                    rows = self._rows(K_SNAPSHOT, [self._levels(st, snap["bids"], snap["asks"], uid, self.clock())])
-                except (OSError, ValueError, KeyError, TypeError) as exc:
+                    self.handle_snapshot(symbol, body)  # stale, or a break in the buffered diffs: the loop goes on
+                except (OSError, ValueError, KeyError, TypeError, OverflowError) as exc:
                     self.stats["snapshot_errors"] += 1
                     self.on_status(symbol, "snapshot_error", f"{type(exc).__name__}: {exc}")
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, cfg.reconnect_max_s)
-                    continue
-                self.stats["snapshots"] += 1
-                use, follow = st.sync.on_snapshot(uid)
-                if not use:
-                    self.stats["stale_snapshots"] += 1
-                    self.on_status(symbol, "stale_snapshot", f"lastUpdateId {uid} is older than the buffered diffs")
-                    continue
-                st.pending.clear()  # diffs accepted before the sync was lost: the snapshot supersedes them
-                st.book.clear()
-                self._apply(st, rows, uid)
-                for d in follow:
-                    self._defer(st, d.payload, d.last_id)
-                if st.sync.in_sync:
-                    self.on_status(symbol, "in_sync", f"u={st.last_update_id}")
         finally:
             st.snapshot_task = None
 
@@ -422,3 +683,71 @@ def _queued_frames(ws) -> Callable[[], int]:
 def _get(url: str) -> bytes:
     with contextlib.closing(urllib.request.urlopen(url, timeout=10)) as r:
         return r.read()
+
+
+if picows is not None:
+
+    class _PicowsListener(picows.WSListener):
+        """Frames of a picows connection to the feed, in runs: a run ends with the last frame of a socket read
+        (``last_in_buffer``), so the books take what one read brought at once, without waiting for anything."""
+
+        def __init__(self, feed: FeedClient, closed: asyncio.Future) -> None:
+            super().__init__()
+            self.feed = feed
+            self.closed = closed
+            self.run: list[bytes] = []
+            self.t_ns = 0
+            self.part: list[bytes] = []  # a fragmented message being reassembled
+
+        def on_ws_frame(self, transport, frame) -> None:
+            t = frame.msg_type
+            if t == _TEXT or t == _BINARY or t == _CONTINUATION:
+                if not self.run:
+                    self.feed.recv_perf_ns = time.perf_counter_ns()
+                    self.t_ns = self.feed.clock()
+                if frame.fin and not self.part:
+                    self.run.append(frame.get_payload_as_bytes())
+                else:
+                    self.part.append(frame.get_payload_as_bytes())
+                    if frame.fin:
+                        self.run.append(b"".join(self.part))
+                        self.part = []
+                if frame.last_in_buffer or len(self.run) >= 512:
+                    self.flush()
+            elif t == _CLOSE:
+                self.flush()
+                if not transport.is_close_frame_sent:
+                    transport.send_close(frame.get_close_code())
+                transport.disconnect()
+            elif frame.last_in_buffer:
+                self.flush()
+
+        def flush(self) -> None:
+            if self.run:
+                run, self.run = self.run, []
+                self.feed._last_msg = time.monotonic()
+                self.feed.handle_frames(run, self.t_ns)
+
+        def on_ws_disconnected(self, transport) -> None:
+            if not self.closed.done():
+                self.closed.set_result(None)
+
+    _TEXT, _BINARY, _CONTINUATION, _CLOSE = (picows.WSMsgType.TEXT, picows.WSMsgType.BINARY,
+                                             picows.WSMsgType.CONTINUATION, picows.WSMsgType.CLOSE)
+
+
+class _PicowsHandle:
+    """What the feed needs of a picows connection: ``close(code, reason)``, awaitable as websockets' is."""
+
+    def __init__(self, transport, closed: asyncio.Future) -> None:
+        self.transport = transport
+        self.closed = closed
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        tr = self.transport
+        if not tr.is_disconnected:
+            if not tr.is_close_frame_sent:
+                tr.send_close(picows.WSCloseCode(code), reason.encode())
+            tr.disconnect()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.closed), 5)

@@ -67,13 +67,18 @@ class Snapshot:
     halts: list = field(default_factory=list)   # why strategy orders are refused now (engine halts, guard pauses)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The fields as a dict, shallow: the values are already plain lists and dicts, made for this snapshot
+        (``dataclasses.asdict`` would deep-copy some 50 kB at every publish, on the engine's loop)."""
+        return {name: getattr(self, name) for name in _FIELDS}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Snapshot":
         """A snapshot received as JSON (unknown keys from a newer engine are ignored)."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(Snapshot))
 
 
 class LatencyRing:
