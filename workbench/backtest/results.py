@@ -54,19 +54,33 @@ def finish_equity(eq: pd.DataFrame, scale: dict) -> pd.DataFrame:
 
 @dataclass
 class BacktestResult:
-    """The frames of one run, its metrics and counters; ``error`` is the strategy's exception if it raised."""
+    """The frames of one run, its metrics and counters; ``error`` is the strategy's exception if it raised.
+
+    :attr:`metrics` are computed from the frames when first read (a few ms): a slider's re-run that only redraws
+    the equity and the fills does not pay for them.
+    """
 
     fills: pd.DataFrame
     orders: pd.DataFrame
     equity: pd.DataFrame
     risk_events: pd.DataFrame
     param_changes: pd.DataFrame
-    metrics: dict[str, float]
+    _metrics: dict[str, float] | None
     counters: dict[str, int]
     params: dict[str, object]
     error: str | None = None
     log: list = field(default_factory=list)
     wall_s: float = 0.0
+    _mids: pd.DataFrame | None = field(default=None, repr=False)
+    _initial_equity: float = field(default=0.0, repr=False)
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """Net P&L, per trade, win rate, ... (:func:`~workbench.backtest.metrics.compute_metrics`), computed once."""
+        if self._metrics is None:
+            self._metrics = compute_metrics(self.fills, self.equity, self.orders, self._mids,
+                                            initial_equity=self._initial_equity)
+        return self._metrics
 
     @classmethod
     def from_backtest(cls, bt) -> "BacktestResult":
@@ -105,11 +119,10 @@ class BacktestResult:
         if single and len(eq):
             # rows without a mid stay: markouts skips them itself
             mids = pd.DataFrame({"ts_ns": eq["ts_ns"], "symbol": next(iter(syms)), "mid_px": eq["mid_px"]})
-        metrics = compute_metrics(f, eq, orders, mids, initial_equity=bt.initial_cash)
         counters = dict(bt.counters)
         counters["risk_events"] = len(risk)
-        return cls(f, orders, eq, risk, params, metrics, counters, bt.strategy.params.as_dict(), bt.error,
-                   list(bt.log), bt._wall_s)
+        return cls(f, orders, eq, risk, params, None, counters, bt.strategy.params.as_dict(), bt.error,
+                   list(bt.log), bt._wall_s, mids, bt.initial_cash)
 
     def economics(self, *, days: float | None = None, other_costs: float = 0.0):
         """Unit economics of the fills in the desk's terms (trades per day, win rate, average win and loss, gross,
