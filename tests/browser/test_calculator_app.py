@@ -3,21 +3,14 @@ changed input recomputes the results and the plot."""
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
 from tests.browser.conftest import artifacts_dir, voila
+from tests.live.test_engine import wait_for as _wait
 
 pytestmark = pytest.mark.browser
 
-
-def _wait(pred, timeout, what):
-    t0 = time.monotonic()
-    while not pred():
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
 
 
 def test_the_calculator_app_recomputes_when_an_input_changes(page):

@@ -10,17 +10,11 @@ import time
 import pytest
 
 from tests.browser.conftest import artifacts_dir, kernel_pids, voila
+from tests.live.test_engine import wait_for as _wait
 from workbench.live import Sandbox
 
 pytestmark = pytest.mark.browser
 
-
-def _wait(pred, timeout, what):
-    t0 = time.monotonic()
-    while not pred():
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
 
 
 def test_the_dashboard_app_renders_moves_and_kills(page):
