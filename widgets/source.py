@@ -7,6 +7,7 @@ Both sources have the same two calls: :meth:`latest` (the newest :class:`~workbe
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import concurrent.futures
 import itertools
@@ -22,14 +23,16 @@ __all__ = ["EngineSource", "RemoteSource", "SnapshotSource"]
 log = logging.getLogger("workbench.widgets")
 
 
-class SnapshotSource:
+class SnapshotSource(abc.ABC):
     """The interface of a source (see the module docstring)."""
 
+    @abc.abstractmethod
     def latest(self) -> Snapshot | None:
-        raise NotImplementedError
+        """The newest snapshot, or None before the first."""
 
+    @abc.abstractmethod
     def command(self, name: str, **params) -> concurrent.futures.Future:
-        raise NotImplementedError
+        """Send a command without waiting; the future holds the engine's answer."""
 
     def close(self) -> None:
         pass
