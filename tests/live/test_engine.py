@@ -113,3 +113,35 @@ def test_a_strategy_that_raises_is_stopped_and_the_position_flattened():
             wait_for(lambda: sum(venue.balances(USER)["BTC"]) == sum(base0), 10, "the venue's flat balance")
         finally:
             eng.stop()
+
+
+def test_the_strategy_hears_nothing_before_on_start():
+    """The books sync and the executor reconciles before trading may begin; a strategy's first callback is
+    on_start (book events of the sync used to reach on_book first, and their orders were refused)."""
+    from workbench.strategy import Strategy
+
+    class Recorder(Strategy):
+        name = "recorder"
+        act_on_book = act_on_trade = True
+
+        def __init__(self):
+            super().__init__()
+            self.calls: list[str] = []
+
+        def on_start(self, env):
+            self.calls.append("start")
+
+        def on_book(self, env, symbol):
+            self.calls.append("book")
+
+        def on_trade(self, env, *a):
+            self.calls.append("trade")
+
+    with served_venue() as (venue, urls, key):
+        rec = Recorder()
+        eng = Engine(rec, config(urls, key)).start()
+        try:
+            wait_for(lambda: "book" in rec.calls, 20, "book events")
+            assert rec.calls[0] == "start"
+        finally:
+            eng.stop()

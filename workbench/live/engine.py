@@ -193,7 +193,7 @@ class Engine:
         self._done = threading.Event()
         self._stopping: asyncio.Event | None = None
         self._tasks: list[asyncio.Task] = []
-        self._strategy_on = True
+        self._strategy_on = False  # True from on_start until it stops (or raises): no callback before on_start
         self.paused = False
         self._snapshot: Snapshot | None = None
         self._start_error: BaseException | None = None
@@ -340,6 +340,7 @@ class Engine:
             self.control = await ControlServer(self._control_commands(), self.snapshot, port=cfg.control_port,
                                                token=cfg.control_token, snapshot_hz=cfg.snapshot_hz).start()
         self.env.now_ns = time.time_ns()
+        self._strategy_on = True
         self._strategy_call(self.strategy.on_start, self.env)
         self._publish()
         self._started.set()
