@@ -169,6 +169,24 @@ def test_1021_halts_until_the_clock_is_checked_and_corrected(tmp_path):
                                is None for r in refused)
 
 
+def test_1021_on_reconnect_is_survived_once_the_clock_is_corrected(tmp_path):
+    """The clock goes wrong while the order connection is down: the user-data subscription of the reconnect is
+    refused with -1021. That is the clock, not the key: the engine checks the clock, corrects it, and the
+    executor's next attempt connects (it used to give up for good)."""
+    import asyncio
+
+    with trading(tmp_path, seed=27) as (rig, eng, prober, path):
+        eng.pause()  # no order on the way: the subscription alone meets the wrong clock
+        eng.executor.clock = lambda: time.time_ns() - 30_000_000_000
+        eng._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(eng.executor._ws.close()))
+        wait_for(lambda: faults_of(path, "clock"), 20, "the subscription's -1021 reported")
+        wait_for(lambda: faults_of(path, "clock_corrected"), 20, "the clock checked and corrected")
+        wait_for(lambda: eng.executor.ready.is_set(), 20, "the order connection back")
+        eng.resume()
+        resumes(rig, eng, "the reconnect with the corrected clock")
+        assert abs(eng.executor.clock() - time.time_ns()) < 1_000_000_000
+
+
 def test_429_backs_off_then_trades_again(tmp_path):
     with trading(tmp_path, seed=26, rate_limit_backoff_s=0.8) as (rig, eng, prober, path):
         rig.call(lambda: rig.server.protocol.faults.fail("order.place", -1015, times=1))

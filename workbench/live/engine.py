@@ -495,6 +495,10 @@ class Engine:
         self._note("executor", what, detail)
         if what in ("disconnected", "server_shutdown", "refused"):
             self._halt("orders", f"order connection {what.replace('_', ' ')} ({detail})")
+        elif what == "clock":  # -1021 on the connection itself: check the clock; the executor retries meanwhile
+            self._halt("clock", f"{detail}; checking the clock")
+            if self._clock_task is None or self._clock_task.done():
+                self._clock_task = asyncio.get_running_loop().create_task(self._check_clock())
         elif what == "unknown_status":
             coid = detail.split(":", 1)[0]
             o = self.orders.get(coid)

@@ -134,6 +134,9 @@ class Executor:
                     r = await self._request("userDataStream.subscribe.signature", {}, signed=True)
                     if "error" in r:
                         e = r["error"]
+                        if e.get("code") == -1021:  # our clock, not our key: retried once the clock is checked
+                            self.on_status("clock", f"user data subscription refused: -1021 {e.get('msg')}")
+                            raise ConnectionError("timestamp outside recvWindow")
                         raise ConfigError(f"user data subscription refused: {e.get('code')} {e.get('msg')}")
                     if attempts:
                         self.stats["reconnects"] += 1
