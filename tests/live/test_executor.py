@@ -104,17 +104,37 @@ def test_refusals_are_rejections_with_binances_message():
     run(scenario())
 
 
-def test_a_clock_outside_recv_window_is_refused_with_1021_and_not_retried():
+def test_a_clock_outside_recv_window_is_reported_and_retried_not_taken_for_a_bad_key():
+    """-1021 on the subscription is the clock, which the engine can correct (see test_engine_faults): reported as
+    "clock" and retried with backoff; a refused key is not retried (the test below)."""
     async def scenario():
         eng = make_engine()
         key = new_api_key(USER)
         async with VenueServer(eng, [key]) as server:
             status = []
-            ex = Executor(ExecutorConfig(ws_api_url=server.urls["ws_api"]), Credentials(key.key, key.secret),
-                          {"BTCUSDT": INS}, OrderBook("t"), on_status=lambda what, detail: status.append(detail),
+            ex = Executor(ExecutorConfig(ws_api_url=server.urls["ws_api"], max_reconnects=2, reconnect_min_s=0.01),
+                          Credentials(key.key, key.secret), {"BTCUSDT": INS}, OrderBook("t"),
+                          on_status=lambda what, detail: status.append((what, detail)),
                           clock=lambda: time.time_ns() - 30 * 1_000_000_000)  # 30 s behind
-            await asyncio.wait_for(ex.run(), 10)  # returns: a refusal is not retried
-            assert ex.stats["refused"] == 1 and "-1021" in status[-1] and not ex.ready.is_set()
+            await asyncio.wait_for(ex.run(), 10)  # returns after max_reconnects
+            clock = [d for w, d in status if w == "clock"]
+            assert len(clock) == 3 and all("-1021" in d for d in clock)
+            assert ex.stats["refused"] == 0 and not ex.ready.is_set()
+
+    run(scenario())
+
+
+def test_a_refused_key_is_not_retried():
+    async def scenario():
+        eng = make_engine()
+        key = new_api_key(USER)
+        async with VenueServer(eng, [key]) as server:
+            status = []
+            ex = Executor(ExecutorConfig(ws_api_url=server.urls["ws_api"], reconnect_min_s=0.01),
+                          Credentials(key.key, "not-the-secret"), {"BTCUSDT": INS}, OrderBook("t"),
+                          on_status=lambda what, detail: status.append((what, detail)))
+            await asyncio.wait_for(ex.run(), 10)  # returns at once: retrying a bad key would not help
+            assert ex.stats["refused"] == 1 and [w for w, _ in status] == ["refused"] and not ex.ready.is_set()
 
     run(scenario())
 
