@@ -10,7 +10,9 @@ Faults: an answer with an error code rejects the order with Binance's message (-
 window, -1015 / 429 too many orders, filter failures, ...); an answer that says the execution status is unknown
 (-1006, -1007, HTTP 5xx) or no answer within ``request_timeout_s`` leaves the order PENDING and asks
 ``order.status`` for it; after a reconnect, ``openOrders.status`` and ``order.status`` reconcile every order not
-yet final. Secrets are only used to sign: never in a repr, a log line or a message other than the signature.
+yet final. A refused user-data subscription ends :meth:`Executor.run` (a bad key does not get better), except
+-1021: that is the clock, reported as status ``clock`` (the engine checks and corrects it) and retried with backoff.
+Secrets are only used to sign: never in a repr, a log line or a message other than the signature.
 """
 
 from __future__ import annotations
