@@ -69,7 +69,8 @@ order, flat position. Then the engine and the venue stop.
 """),
     code("""
 # NBVAL_CHECK_OUTPUT
-assert sandbox.engine.kill() is True
+confirmed = sandbox.engine.kill()
+assert confirmed is True, sandbox.engine.snapshot().alerts[-5:]  # why not, if the venue did not confirm
 assert sandbox.open_orders() == []
 dash.close()
 sandbox.stop()
