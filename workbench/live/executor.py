@@ -252,21 +252,20 @@ class Executor:
     def submit(self, o: OwnOrder) -> None:
         """Send ``o`` now (its frame is on the socket when this returns) and apply the answer when it comes; for
         synchronous callers on the loop (a strategy's decision). Same outcome as ``await place(o)``."""
-        try:
-            sent = self._send_now("order.place", self._place_params(o), signed=True)
-        except ConnectionError as exc:
-            sent = exc
-        self.stats["orders_sent"] += 1
-        asyncio.get_running_loop().create_task(self._placed(o, sent))
+        asyncio.get_running_loop().create_task(self._placed(o, self._place_now(o)))
 
     async def place(self, o: OwnOrder) -> None:
         """Send ``o`` (recorded PENDING_NEW in the order book) and apply the answer."""
+        await self._placed(o, self._place_now(o))
+
+    def _place_now(self, o: OwnOrder):
+        """Write ``o``'s ``order.place``; returns what :meth:`_placed` takes (id and future, or the error)."""
         try:
             sent = self._send_now("order.place", self._place_params(o), signed=True)
         except ConnectionError as exc:
             sent = exc
         self.stats["orders_sent"] += 1
-        await self._placed(o, sent)
+        return sent
 
     async def _placed(self, o: OwnOrder, sent) -> None:
         try:
@@ -291,16 +290,23 @@ class Executor:
 
     def submit_cancel(self, client_order_id: str) -> None:
         """:meth:`cancel`, its frame sent now (see :meth:`submit`)."""
+        o, sent = self._cancel_now(client_order_id)
+        if o is not None:
+            asyncio.get_running_loop().create_task(self._cancelled(o, client_order_id, sent))
+
+    def _cancel_now(self, client_order_id: str):
+        """Mark the cancel in flight and write its ``order.cancel``; returns (the order or None if there is nothing
+        to cancel, what :meth:`_cancelled` takes)."""
         o = self.orders.cancel_sent(client_order_id, self.clock())
         if o is None:
-            return
+            return None, None
         try:
             sent = self._send_now("order.cancel", {"symbol": o.symbol, "origClientOrderId": client_order_id},
                                   signed=True)
         except ConnectionError as exc:
             sent = exc
         self._notify(o)
-        asyncio.get_running_loop().create_task(self._cancelled(o, client_order_id, sent))
+        return o, sent
 
     async def cancel(self, client_order_id: str) -> None:
         o = self.orders.cancel_sent(client_order_id, self.clock())
