@@ -72,6 +72,7 @@ class Warmer:
         feed.recv_perf_ns = time.perf_counter_ns()
         frame = template % (now // 1_000_000, uid, uid, qty)
         sent = ex.conn.frames
+        self._real.feed.book(symbol).top()  # the real book's touch into the caches (a read)
         feed.handle_frames([frame], now)
         if ex.conn.frames == sent:  # the strategy decided nothing: the order path runs anyway
             opened = scr.orders.open_orders(symbol)
@@ -164,6 +165,7 @@ class _DryExecutor(Executor):
         super().__init__(ExecutorConfig(ws_api_url=real.config.ws_api_url, recv_window_ms=real.config.recv_window_ms),
                          real._cred, real.instruments, orders, on_order=engine._on_order, on_fill=engine._on_fill)
         self.conn = self._ws = _DryConnection()
+        self._mac = real._mac  # keyed once: only copied, never updated, so the real one is read (and kept warm)
 
     def submit(self, o) -> None:
         self._place_now(o)
@@ -174,6 +176,19 @@ class _DryExecutor(Executor):
 
 class _DryFeed(FeedClient):
     """A feed client that is never connected and never fetches a snapshot (the warmer seeds its books)."""
+
+    _SCRATCH = ("_pre", "_ends", "_rows", "_rows_buf", "_live", "_last_ids", "_runs", "_counts", "_sym_u8",
+                "_sym_ends", "_scales")
+
+    def share_buffers(self, real: FeedClient) -> None:
+        """Parse into ``real``'s buffers, so the dry ticks keep them in the caches too. They only hold what one
+        call of :meth:`handle_frames` needs (every diff is in its book when it returns; a dry tick never runs
+        inside one), so sharing them changes nothing of ``real``. A buffer the real feed grows later is not
+        shared any more: no harm."""
+        if real._names != self._names:
+            return
+        for name in self._SCRATCH:
+            setattr(self, name, getattr(real, name))
 
     def _fetch_snapshot(self, symbol, st) -> None:
         pass
@@ -194,6 +209,7 @@ class _DryEngine(Engine):
         self.instruments = real.instruments
         self._assets = real._assets
         self.feed = _DryFeed(real.feed.config, real.instruments, on_book=self._on_book, on_trade=self._on_trade)
+        self.feed.share_buffers(real.feed)
         self.executor = _DryExecutor(real.executor, self.orders, self)
         self._views = {s: type(v)(self.feed.book(s)) for s, v in real._views.items()}
         self.strategy = _copy_strategy(real, self)
