@@ -168,7 +168,7 @@ class _Stages:
     executor are wrapped on the running engine's objects, so nothing of this is in the engine's code (off: no cost).
     Each mark is ``perf_counter_ns`` after the named stage; a row of marks is kept per order sent."""
 
-    ORDER = ("frames", "parse", "sync", "book", "engine", "decide", "guard", "record", "sign", "frame", "write")
+    ORDER = ("frames", "parse", "sync", "book", "engine", "decide", "guard", "record", "frame", "write")
 
     def __init__(self) -> None:
         self.cur: dict[str, int] = {}
@@ -190,9 +190,6 @@ class _Stages:
         return wrapper
 
     def install(self, eng) -> None:
-        import types
-
-        import workbench.live.executor as ex_mod
         import workbench.live.feed as feed_mod
 
         feed, ex = eng.feed, eng.executor
@@ -204,21 +201,16 @@ class _Stages:
         eng.guard.check_order = self.wrap(eng.guard.check_order, before="decide", after="guard")
         ex.submit = self.wrap(ex.submit, before="record")
         ex.submit_cancel = self.wrap(ex.submit_cancel, before="decide")
-        orig_copy = ex._mac.copy
-        ex._mac = types.SimpleNamespace(copy=self.wrap(orig_copy, before="record"))
-        shim = types.SimpleNamespace(loads=ex_mod.orjson.loads,
-                                     dumps=self.wrap(ex_mod.orjson.dumps, before="sign", after="frame"))
-        ex_mod.orjson = shim
-        self._undo = (feed_mod, ex_mod)
+        # signed and framed (the cancel's order-book step is before its template: "record" there)
+        ex._templated = self.wrap(ex._templated, before="record", after="frame")
+        ex._frame = self.wrap(ex._frame, before="record", after="frame")
+        self._undo = feed_mod
 
     def uninstall(self) -> None:
-        import orjson
-
         from workbench.book.nb import live_chain_nb
         from workbench.data.binance import preparse_frames_nb
 
-        feed_mod, ex_mod = self._undo
-        feed_mod.preparse_frames_nb, feed_mod.live_chain_nb, ex_mod.orjson = preparse_frames_nb, live_chain_nb, orjson
+        self._undo.preparse_frames_nb, self._undo.live_chain_nb = preparse_frames_nb, live_chain_nb
 
     def on_strategy(self) -> None:
         self.mark("engine")  # the engine's on_book work (view, guard.on_book, telemetry) before the strategy
