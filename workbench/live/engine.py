@@ -93,8 +93,8 @@ class EngineConfig:
     # keep the tick-to-order path warm: after this many us without a market frame, and every as many us while that
     # lasts, a dry tick runs the path on scratch objects (workbench.live.warm: nothing is sent, no state of the
     # engine or the strategy changes). A quiet market then finds code and data in the CPU's caches: tick-to-order
-    # p50 ~100 us instead of ~400 us on a small VM. Cost: one dry tick (~50-100 us) per period while the market is
-    # quiet, i.e. ~5-10 % of a core at 1000 us. 0: off
+    # p50 ~200 us instead of ~400 us on a 2-vCPU VM. Cost while the market is quiet: one dry tick per period (it
+    # runs some 200 us cold, with the loop's wake-up), ~15-18 % of a core at 1000 us (1.8 % with it off). 0: off
     keep_warm_us: int = 1000
 
     def __post_init__(self) -> None:
