@@ -473,6 +473,30 @@ def test_compiled_path_is_chosen_when_it_applies_and_explains_when_not():
     assert bt.path == "python"
 
 
+def test_compiled_frames_are_built_once_when_first_read_and_travel_with_a_pickled_result(monkeypatch):
+    import pickle
+
+    from workbench.backtest import compiled
+
+    rng = np.random.default_rng(11)
+    data = MarketData(INS, random_market(rng, 300), "BASE", "QUOTE")
+    calls = []
+    real = compiled.CompiledRun.frames
+    monkeypatch.setattr(compiled.CompiledRun, "frames", lambda self, prefix: calls.append(1) or real(self, prefix))
+    res = Backtest(MarketMaker(decide_every_ms=5), data, config()).run()
+    assert calls == [] and res.counters["decisions"] > 0
+    n = len(res.fills)
+    assert calls == [1] and n > 0
+    res.orders, res.equity, res.metrics
+    assert calls == [1]
+    back = pickle.loads(pickle.dumps(res))
+    assert calls == [1]
+    pd.testing.assert_frame_equal(back.fills, res.fills)
+    assert pd.Series(back.metrics).equals(pd.Series(res.metrics))  # NaN where equal NaN
+    ref = Backtest(MarketMaker(decide_every_ms=5), data, config(compiled=False)).run()
+    assert_same(ref, back)
+
+
 def test_a_compiled_run_that_gives_up_runs_again_on_the_fast_path(monkeypatch):
     from workbench.backtest import compiled
 
