@@ -20,7 +20,8 @@ from workbench.backtest import Backtest, BacktestConfig, MarketData
 from workbench.backtest import nb
 from workbench.backtest.feed import LocalFeed
 from workbench.data.recording import load_recording
-from workbench.enums import F_BATCH_END, K_BBO, K_DEPTH, K_TRADE
+from workbench.book import nb as book_nb
+from workbench.enums import F_BATCH_END, K_BBO, K_DEPTH, K_SNAPSHOT, K_TRADE
 from workbench.exceptions import ConfigError
 from workbench.instrument import Instrument
 from workbench.risk import RiskConfig
@@ -283,6 +284,65 @@ def test_levels_outside_the_dense_window_overflow_walks_and_resting_orders():
         f = res.fills
         # the bid resting at an overflow level filled there; the IOC walked into the overflow asks
         assert f[f["px_ticks"] == far]["is_maker"].all() and (f["px_ticks"] == 6_000_000).any()
+
+
+# -- the local book's reads, computed once per recording (the compiled path) --------------------------------------------
+def _reference_tops(rows: np.ndarray, FD: np.ndarray, first_px, max_levels: int, initial: int) -> np.ndarray:
+    """The local book's top and the sizes of its best 10 levels a side after each feed message, by the facade."""
+    from workbench.book import L2Book
+
+    book = L2Book(initial_levels=initial, max_levels=max_levels)
+    if first_px is not None:
+        book._set_window(first_px - initial // 2, initial)
+    out = np.zeros((FD.shape[1], 6), np.int64)
+    for k in range(FD.shape[1]):
+        book.apply(rows[:int(FD[1, k])], int(FD[0, k]))
+        top = book.top()
+        bq = top.bid_qty_lots if top.bid_px_ticks is not None else 0
+        aq = top.ask_qty_lots if top.ask_px_ticks is not None else 0
+        lo, hi = book.st[book_nb.ST_BASE], book.st[book_nb.ST_BASE] + book.bid.shape[0]
+        bids = [q for p, q in zip(*book.side_levels(1)) if lo <= p < hi][:10]  # the window's levels only
+        asks = [q for p, q in zip(*book.side_levels(-1)) if lo <= p < hi][:10]
+        out[k] = (top.bid_px_ticks or 0, bq, top.ask_px_ticks or 0, aq, sum(bids), sum(asks))
+    return out, book
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("levels", [(1 << 17, 1 << 17), (64, 16)])
+def test_local_tops_equal_the_facade_applied_message_by_message(seed, levels):
+    # a narrow window (64 ticks) makes the facade move it and keep levels outside it, in the middle of messages
+    from workbench.backtest.fast import BOOK_ROW_DT, local_tops
+
+    rng = np.random.default_rng(300 + seed)
+    ev = random_market(rng, 300)
+    rows = np.empty(len(ev), BOOK_ROW_DT)
+    for c in BOOK_ROW_DT.names:
+        rows[c] = ev[c]
+    _, msgs, *_ = nb.prepare_nb(ev["kind"], ev["ts_exch_ns"], ev["flags"])
+    adds = np.flatnonzero(np.isin(ev["kind"], (K_DEPTH, K_SNAPSHOT)) & (ev["qty_lots"] > 0))
+    first_px = int(ev["px_ticks"][adds[0]])
+    LT, book = local_tops(rows, msgs, first_px, *levels)
+    ref, ref_book = _reference_tops(rows, msgs, first_px, levels[0], min(levels))
+    np.testing.assert_array_equal(LT, ref)
+    assert book.top() == ref_book.top()
+    for side in (1, -1):
+        np.testing.assert_array_equal(np.concatenate(book.side_levels(side)),
+                                      np.concatenate(ref_book.side_levels(side)))
+
+
+def test_a_compiled_run_leaves_the_local_book_as_the_fast_path_does():
+    rng = np.random.default_rng(5)
+    data = MarketData(INS, random_market(rng, 300), "BASE", "QUOTE")
+    books = {}
+    for compiled in (True, False):
+        bt = Backtest(MarketMaker(decide_every_ms=5), data, config(compiled=compiled))
+        bt.run()
+        assert bt.path == ("compiled" if compiled else "fast")
+        books[compiled] = bt.env.book()  # the strategy's view of the local book
+    a, b = books[True], books[False]
+    assert a.top() == b.top() and a.top().bid_px_ticks is not None
+    for side in (1, -1):
+        assert a.levels(side, 50) == b.levels(side, 50) and len(a.levels(side, 50)) > 1
 
 
 # -- random recordings and random decisions ----------------------------------------------------------------------------

@@ -484,6 +484,7 @@ class Backtest:
         start = int(fm.FD[2, 0])
         fm.start(start + timer_ns if timer_ns else None, start, timer_ns, self.config.mark_every_ns)
         cr.run(start, timer_ns)
+        s.view.invalidate()  # the local book took its final state
         self.env.now_ns = int(cr.C[fast_nb.C_NOW])
         s.pos_lots, s.cash_units, s.fee_units, s.last_mid = cr.position()
         self.counters.update(cr.counters())
