@@ -25,7 +25,7 @@ from workbench.enums import F_BATCH_END, K_BBO, K_DEPTH, K_SNAPSHOT, K_TRADE
 from workbench.exceptions import ConfigError
 from workbench.instrument import Instrument
 from workbench.risk import RiskConfig
-from workbench.strategy import MarketMaker, OrderState, Param, Strategy
+from workbench.strategy import ImbalanceScalper, MarketMaker, OrderState, Param, Strategy
 from workbench.types import empty_events
 from workbench.venue.api import FeeSchedule, commission_units
 from workbench.venue.latency import ConstantLatency, LatencyModel, SampledLatency
@@ -479,7 +479,8 @@ def test_compiled_market_maker_on_random_markets_with_guard_events(seed):
     # actions (cancel all, flatten with market orders) happen on every path, identically
     rng = np.random.default_rng(100 + seed)
     data = MarketData(INS, random_market(rng, 400), "BASE", "QUOTE")
-    params = dict(decide_every_ms=[3, 10, 25][seed % 3], half_spread_ticks=seed % 3, order_qty=float(1 + seed % 4),
+    # decide_every_ms 0: after every book message (the kernel hands messages over one at a time)
+    params = dict(decide_every_ms=[3, 10, 25, 0][seed % 4], half_spread_ticks=seed % 3, order_qty=float(1 + seed % 4),
                   max_position=[1, 3, 10][seed % 3], skew_ticks=[0.0, 0.5, 2.0][seed % 3])
     lat = [LatencyModel.constant(2 * MS, 3 * MS, 5 * MS), LatencyModel.constant(0, MS, MS),
            LatencyModel.constant(MS, 5 * MS, 0)][seed % 3]
@@ -490,6 +491,27 @@ def test_compiled_market_maker_on_random_markets_with_guard_events(seed):
     assert c is not None
     assert_same(a, c)
     assert len(c.orders) > 0
+
+
+class Trading(Timed):
+    """Reads the trades: the fast path does not hand them over, so the Python path runs."""
+
+    act_on_trade = True
+
+    def on_trade(self, env, symbol, px_ticks, qty_lots, aggressor, ts_ns):
+        pass
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_strategy_acting_on_every_book_message_on_the_fast_path(seed):
+    # Python callbacks after each book message (none after trade messages), the guard on every message
+    rng = np.random.default_rng(200 + seed)
+    data = MarketData(INS, random_market(rng, 300), "BASE", "QUOTE")
+    params = dict(decide_every_ms=0, levels=[1, 3, 5][seed % 3], threshold=[0.2, 0.4, 0.6][seed % 3],
+                  entry=["market", "join"][seed % 2], take_profit_ticks=2, stop_loss_ticks=2, max_hold_ms=50)
+    cfg = config(queue=QUEUES[seed % len(QUEUES)], risk=GUARDS[seed % len(GUARDS)])
+    b = check(lambda: ImbalanceScalper(**params), data, cfg)
+    assert b.counters["decisions"] > 100
 
 
 def test_compiled_path_trips_every_guard_rule_it_runs():
@@ -528,9 +550,12 @@ def test_compiled_path_is_chosen_when_it_applies_and_explains_when_not():
     assert bt.path == "fast" and "guard was used" in bt.compiled_reason
     with pytest.raises(ConfigError, match="no compiled kernel"):
         Backtest(Timed(), data, config(compiled=True)).run()
-    bt = Backtest(MarketMaker(decide_every_ms=0), data, config())
+    bt = Backtest(MarketMaker(decide_every_ms=0), data, config())  # after every book message
     bt.run()
-    assert bt.path == "python"
+    assert bt.path == "compiled"
+    bt = Backtest(ImbalanceScalper(decide_every_ms=0), data, config())
+    bt.run()
+    assert bt.path == "fast" and "no compiled kernel" in bt.compiled_reason
 
 
 def test_compiled_frames_are_built_once_when_first_read_and_travel_with_a_pickled_result(monkeypatch):
@@ -630,13 +655,13 @@ def test_the_fast_path_is_chosen_when_it_applies_and_explains_when_not(usdm):
     bt = Backtest(Timed(), data, config())
     bt.run()
     assert bt.path == "fast" and bt.fast_path_reason is None
-    # MarketMaker deciding on every book update
-    bt = Backtest(MarketMaker(decide_every_ms=0), data, config())
+    # a strategy reading the trades
+    bt = Backtest(Trading(), data, config())
     bt.run()
-    assert bt.path == "python" and "timer" in bt.fast_path_reason
-    # a parameter change before the run is seen: the choice is made when the run starts
-    bt = Backtest(MarketMaker(decide_every_ms=100), data, config())
-    bt.set_params(decide_every_ms=0)
+    assert bt.path == "python" and "acts on trades" in bt.fast_path_reason
+    # the choice is made when the run starts, from what the strategy says then
+    bt = Backtest(Timed(), data, config())
+    bt.strategy.act_on_trade = True
     bt.run()
     assert bt.path == "python"
     sampled = LatencyModel(ConstantLatency(MS), SampledLatency(np.array([MS, 2 * MS])), ConstantLatency(MS))

@@ -1,8 +1,8 @@
 """The backtester's fast path: the market between decisions in numba, the strategy, the guard and the orders in Python.
 
-For a strategy that decides on a timer only (``act_on_book`` and ``act_on_trade`` False, e.g.
-:class:`~workbench.strategy.MarketMaker` with ``decide_every_ms > 0``) on one symbol, everything that happens between
-two of its decisions is market replay: the exchange's book, the queue positions of the resting orders, the fills, the
+For a strategy that decides on a timer or after book messages (not ``act_on_trade``; e.g.
+:class:`~workbench.strategy.MarketMaker`) on one symbol, everything that happens between two of its decisions is
+market replay: the exchange's book, the queue positions of the resting orders, the fills, the
 local book one feed latency late. :class:`FastMarket` holds that state in arrays and
 :func:`workbench.backtest.nb.run_nb` runs :meth:`Backtest._loop <workbench.backtest.engine.Backtest>`'s own loop over
 it, step for step, until Python must act; the engine (``Backtest._loop_fast``) replays what the kernel logged (book
@@ -12,7 +12,8 @@ the timers exactly as the Python path does. Results are the same as the Python p
 
 When the strategy offers a kernel, :mod:`workbench.backtest.compiled` runs that Python side in numba as well.
 
-The fast path applies when (:func:`fast_path_reason` says why not otherwise): one symbol; the strategy is timer-only;
+The fast path applies when (:func:`fast_path_reason` says why not otherwise): one symbol; the strategy does not act
+on trades (one that acts on book messages gets them one at a time: the kernel stops after each);
 the order-entry and response latencies are constant (the feed latency may be anything: its draws are taken up front
 as the local feed takes them); the queue model is :class:`~workbench.venue.queue.ConservativeQueue`,
 :class:`~workbench.venue.queue.ProbabilisticQueue` (expectation, not sampled) or
@@ -53,8 +54,8 @@ def fast_path_reason(strategy, n_symbols: int, config, queue) -> str | None:
     """Why the fast path does not apply to this run, or None when it does (the recording is checked on building)."""
     if n_symbols != 1:
         return f"{n_symbols} symbols (the fast path replays one)"
-    if strategy.act_on_book or strategy.act_on_trade:
-        return "the strategy acts on book updates or trades, not on a timer only"
+    if strategy.act_on_trade:
+        return "the strategy acts on trades"
     lat = config.latency
     for name in ("order_entry", "response"):
         if type(getattr(lat, name)) is not ConstantLatency:

@@ -161,6 +161,8 @@ S_NEED_WK = 63        # ... walk slots needed
 S_MAX_LEVELS = 64     # the books' widest dense window (L2Book.max_levels)
 S_END_NS = 65         # the recording's last exchange time: where the exchange stops when the data has ended
 S_LOCAL_PRE = 66      # 1: the local book is not kept; its reads come from LT (the compiled path, see run_nb)
+S_PER_MSG = 67        # 1: the strategy acts on book messages: feed messages one at a time, each logged with
+                      # whether it is a trade message (LOG column 8)
 S_SIZE = 72
 
 PEND_ADVANCE, PEND_FEED = 1, 2
@@ -188,7 +190,7 @@ R_W = 16
 #   (row of the book's bids, 0, 0, 1) a CLEAR emptied them
 # LOG rows: type, t, then
 #   LG_BOOK: the local book's top (bid px, bid qty, ask px, ask qty; qty 0: that side is empty) and the sizes of
-#     its best BOOK_LEVELS levels a side (bid depth, ask depth)
+#     its best BOOK_LEVELS levels a side (bid depth, ask depth); then 1 if the (last) message was of trades
 #   LG_ANSWER: RQ columns R_KIND..R_REJ at 2..15, then the local book's top at 16..19 (as in LG_BOOK)
 #   LG_MARK: 1 if the timer of the same time comes next (unless the mark sends an order due by then)
 L_TYPE, L_T = 0, 1
@@ -1268,9 +1270,10 @@ def _local_top(S, LT, lbid, lask, lst, FAR):
 
 
 @njit(cache=True)
-def _log_book(S, LOG, LT, lbid, lask, lst, FAR, t):
+def _log_book(ev, FD, S, LOG, LT, lbid, lask, lst, FAR, t):
     L = S[S_LOG_N]
     S[S_LOG_N] = L + 1
+    LOG[L, 8] = 1 if _row_class(ev["kind"][FD[0, S[S_FEED_K] - 1]]) == CLS_TRADE else 0
     if S[S_LOCAL_PRE] == 0:
         bpx, bq, apx, aq = _top(lbid, lask, lst, FAR, S, 2)
         db, da = _depth(lbid, lask, lst)
@@ -1351,7 +1354,7 @@ def run_nb(ev, V, FD, LT, xbid, xask, xst, lbid, lask, lst, FAR, FLOG, S, P, ORD
     if pend == PEND_FEED:
         S[S_PEND] = 0
         S[S_FEED_K] = S[S_PEND_A]
-        _log_book(S, LOG, LT, lbid, lask, lst, FAR, S[S_PEND_B])
+        _log_book(ev, FD, S, LOG, LT, lbid, lask, lst, FAR, S[S_PEND_B])
         if S[S_STOP_AT_BOOK] != 0 or S[S_STOP_ONCE] != 0:
             return RUN_PYTHON
     elif pend == PEND_ADVANCE:
@@ -1451,11 +1454,11 @@ def run_nb(ev, V, FD, LT, xbid, xask, xst, lbid, lask, lst, FAR, FLOG, S, P, ORD
         if until < t_local:
             until = t_local
         j = k + 1
-        while j < nf and FD[2, j] <= until:
+        while S[S_PER_MSG] == 0 and j < nf and FD[2, j] <= until:
             j += 1
         if S[S_LOCAL_PRE] != 0:
             S[S_FEED_K] = j
-            _log_book(S, LOG, LT, lbid, lask, lst, FAR, t_local)
+            _log_book(ev, FD, S, LOG, LT, lbid, lask, lst, FAR, t_local)
             if S[S_STOP_AT_BOOK] != 0 or S[S_STOP_ONCE] != 0:
                 return RUN_PYTHON
             continue
@@ -1469,7 +1472,7 @@ def run_nb(ev, V, FD, LT, xbid, xask, xst, lbid, lask, lst, FAR, FLOG, S, P, ORD
             S[S_NB_END] = FD[1, j - 1]
             return RUN_NEED_BOOK
         S[S_FEED_K] = j
-        _log_book(S, LOG, LT, lbid, lask, lst, FAR, t_local)
+        _log_book(ev, FD, S, LOG, LT, lbid, lask, lst, FAR, t_local)
         if S[S_STOP_AT_BOOK] != 0 or S[S_STOP_ONCE] != 0:
             return RUN_PYTHON
 
@@ -1822,6 +1825,11 @@ def run_compiled_nb(ev, V, FD, LT, xbid, xask, xst, lbid, lask, lst, FAR, FLOG, 
                         CF[CF_LAST_MID] = (bid + ask) / 2
                     risk_nb.guard_on_book_nb(G, GF, SM, GORD, EV, EVF, ACT, t, bid, ask, LOG[i, 6], LOG[i, 7])
                     _rt_drain(C, S, OS, OPEN, EQ, ORD, DEF, G, EV, EVF, ACT, True)
+                    if S[S_PER_MSG] != 0 and LOG[i, 8] == 0:  # Backtest._loop: on_book after a book message
+                        if C[C_TIMER_NS] == 0:
+                            C[C_DECISIONS] += 1
+                        _rt_decide(C, S, SP, SPF, OS, OPEN, EQ, ORD, DEF, G, EV, EVF, ACT, XS, LT, lbid, lask, lst,
+                                   FAR)
                     if i < n - 1 and C[C_N_PUSHED] != pushed:
                         return RUN_ERR_PAST
                 elif typ == LG_ANSWER:
