@@ -20,11 +20,12 @@ from workbench.backtest import Backtest, BacktestConfig, MarketData
 from workbench.backtest import nb
 from workbench.backtest.feed import LocalFeed
 from workbench.data.recording import load_recording
-from workbench.enums import F_BATCH_END, K_BBO, K_DEPTH, K_TRADE
+from workbench.book import nb as book_nb
+from workbench.enums import F_BATCH_END, K_BBO, K_DEPTH, K_SNAPSHOT, K_TRADE
 from workbench.exceptions import ConfigError
 from workbench.instrument import Instrument
 from workbench.risk import RiskConfig
-from workbench.strategy import MarketMaker, OrderState, Param, Strategy
+from workbench.strategy import ImbalanceScalper, MarketMaker, OrderState, Param, Strategy
 from workbench.types import empty_events
 from workbench.venue.api import FeeSchedule, commission_units
 from workbench.venue.latency import ConstantLatency, LatencyModel, SampledLatency
@@ -285,6 +286,65 @@ def test_levels_outside_the_dense_window_overflow_walks_and_resting_orders():
         assert f[f["px_ticks"] == far]["is_maker"].all() and (f["px_ticks"] == 6_000_000).any()
 
 
+# -- the local book's reads, computed once per recording (the compiled path) --------------------------------------------
+def _reference_tops(rows: np.ndarray, FD: np.ndarray, first_px, max_levels: int, initial: int) -> np.ndarray:
+    """The local book's top and the sizes of its best 10 levels a side after each feed message, by the facade."""
+    from workbench.book import L2Book
+
+    book = L2Book(initial_levels=initial, max_levels=max_levels)
+    if first_px is not None:
+        book._set_window(first_px - initial // 2, initial)
+    out = np.zeros((FD.shape[1], 6), np.int64)
+    for k in range(FD.shape[1]):
+        book.apply(rows[:int(FD[1, k])], int(FD[0, k]))
+        top = book.top()
+        bq = top.bid_qty_lots if top.bid_px_ticks is not None else 0
+        aq = top.ask_qty_lots if top.ask_px_ticks is not None else 0
+        lo, hi = book.st[book_nb.ST_BASE], book.st[book_nb.ST_BASE] + book.bid.shape[0]
+        bids = [q for p, q in zip(*book.side_levels(1)) if lo <= p < hi][:10]  # the window's levels only
+        asks = [q for p, q in zip(*book.side_levels(-1)) if lo <= p < hi][:10]
+        out[k] = (top.bid_px_ticks or 0, bq, top.ask_px_ticks or 0, aq, sum(bids), sum(asks))
+    return out, book
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("levels", [(1 << 17, 1 << 17), (64, 16)])
+def test_local_tops_equal_the_facade_applied_message_by_message(seed, levels):
+    # a narrow window (64 ticks) makes the facade move it and keep levels outside it, in the middle of messages
+    from workbench.backtest.fast import BOOK_ROW_DT, local_tops
+
+    rng = np.random.default_rng(300 + seed)
+    ev = random_market(rng, 300)
+    rows = np.empty(len(ev), BOOK_ROW_DT)
+    for c in BOOK_ROW_DT.names:
+        rows[c] = ev[c]
+    _, msgs, *_ = nb.prepare_nb(ev["kind"], ev["ts_exch_ns"], ev["flags"])
+    adds = np.flatnonzero(np.isin(ev["kind"], (K_DEPTH, K_SNAPSHOT)) & (ev["qty_lots"] > 0))
+    first_px = int(ev["px_ticks"][adds[0]])
+    LT, book = local_tops(rows, msgs, first_px, *levels)
+    ref, ref_book = _reference_tops(rows, msgs, first_px, levels[0], min(levels))
+    np.testing.assert_array_equal(LT, ref)
+    assert book.top() == ref_book.top()
+    for side in (1, -1):
+        np.testing.assert_array_equal(np.concatenate(book.side_levels(side)),
+                                      np.concatenate(ref_book.side_levels(side)))
+
+
+def test_a_compiled_run_leaves_the_local_book_as_the_fast_path_does():
+    rng = np.random.default_rng(5)
+    data = MarketData(INS, random_market(rng, 300), "BASE", "QUOTE")
+    books = {}
+    for compiled in (True, False):
+        bt = Backtest(MarketMaker(decide_every_ms=5), data, config(compiled=compiled))
+        bt.run()
+        assert bt.path == ("compiled" if compiled else "fast")
+        books[compiled] = bt.env.book()  # the strategy's view of the local book
+    a, b = books[True], books[False]
+    assert a.top() == b.top() and a.top().bid_px_ticks is not None
+    for side in (1, -1):
+        assert a.levels(side, 50) == b.levels(side, 50) and len(a.levels(side, 50)) > 1
+
+
 # -- random recordings and random decisions ----------------------------------------------------------------------------
 def random_market(rng: np.random.Generator, n_steps: int, t0: int = T0) -> np.ndarray:
     """A random but consistent Binance-like recording: a snapshot, diffs near the touch, trades at the touch (most
@@ -419,7 +479,8 @@ def test_compiled_market_maker_on_random_markets_with_guard_events(seed):
     # actions (cancel all, flatten with market orders) happen on every path, identically
     rng = np.random.default_rng(100 + seed)
     data = MarketData(INS, random_market(rng, 400), "BASE", "QUOTE")
-    params = dict(decide_every_ms=[3, 10, 25][seed % 3], half_spread_ticks=seed % 3, order_qty=float(1 + seed % 4),
+    # decide_every_ms 0: after every book message (the kernel hands messages over one at a time)
+    params = dict(decide_every_ms=[3, 10, 25, 0][seed % 4], half_spread_ticks=seed % 3, order_qty=float(1 + seed % 4),
                   max_position=[1, 3, 10][seed % 3], skew_ticks=[0.0, 0.5, 2.0][seed % 3])
     lat = [LatencyModel.constant(2 * MS, 3 * MS, 5 * MS), LatencyModel.constant(0, MS, MS),
            LatencyModel.constant(MS, 5 * MS, 0)][seed % 3]
@@ -430,6 +491,27 @@ def test_compiled_market_maker_on_random_markets_with_guard_events(seed):
     assert c is not None
     assert_same(a, c)
     assert len(c.orders) > 0
+
+
+class Trading(Timed):
+    """Reads the trades: the fast path does not hand them over, so the Python path runs."""
+
+    act_on_trade = True
+
+    def on_trade(self, env, symbol, px_ticks, qty_lots, aggressor, ts_ns):
+        pass
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_strategy_acting_on_every_book_message_on_the_fast_path(seed):
+    # Python callbacks after each book message (none after trade messages), the guard on every message
+    rng = np.random.default_rng(200 + seed)
+    data = MarketData(INS, random_market(rng, 300), "BASE", "QUOTE")
+    params = dict(decide_every_ms=0, levels=[1, 3, 5][seed % 3], threshold=[0.2, 0.4, 0.6][seed % 3],
+                  entry=["market", "join"][seed % 2], take_profit_ticks=2, stop_loss_ticks=2, max_hold_ms=50)
+    cfg = config(queue=QUEUES[seed % len(QUEUES)], risk=GUARDS[seed % len(GUARDS)])
+    b = check(lambda: ImbalanceScalper(**params), data, cfg)
+    assert b.counters["decisions"] > 100
 
 
 def test_compiled_path_trips_every_guard_rule_it_runs():
@@ -468,9 +550,36 @@ def test_compiled_path_is_chosen_when_it_applies_and_explains_when_not():
     assert bt.path == "fast" and "guard was used" in bt.compiled_reason
     with pytest.raises(ConfigError, match="no compiled kernel"):
         Backtest(Timed(), data, config(compiled=True)).run()
-    bt = Backtest(MarketMaker(decide_every_ms=0), data, config())
+    bt = Backtest(MarketMaker(decide_every_ms=0), data, config())  # after every book message
     bt.run()
-    assert bt.path == "python"
+    assert bt.path == "compiled"
+    bt = Backtest(ImbalanceScalper(decide_every_ms=0), data, config())
+    bt.run()
+    assert bt.path == "fast" and "no compiled kernel" in bt.compiled_reason
+
+
+def test_compiled_frames_are_built_once_when_first_read_and_travel_with_a_pickled_result(monkeypatch):
+    import pickle
+
+    from workbench.backtest import compiled
+
+    rng = np.random.default_rng(11)
+    data = MarketData(INS, random_market(rng, 300), "BASE", "QUOTE")
+    calls = []
+    real = compiled.CompiledRun.frames
+    monkeypatch.setattr(compiled.CompiledRun, "frames", lambda self, prefix: calls.append(1) or real(self, prefix))
+    res = Backtest(MarketMaker(decide_every_ms=5), data, config()).run()
+    assert calls == [] and res.counters["decisions"] > 0
+    n = len(res.fills)
+    assert calls == [1] and n > 0
+    res.orders, res.equity, res.metrics
+    assert calls == [1]
+    back = pickle.loads(pickle.dumps(res))
+    assert calls == [1]
+    pd.testing.assert_frame_equal(back.fills, res.fills)
+    assert pd.Series(back.metrics).equals(pd.Series(res.metrics))  # NaN where equal NaN
+    ref = Backtest(MarketMaker(decide_every_ms=5), data, config(compiled=False)).run()
+    assert_same(ref, back)
 
 
 def test_a_compiled_run_that_gives_up_runs_again_on_the_fast_path(monkeypatch):
@@ -546,13 +655,13 @@ def test_the_fast_path_is_chosen_when_it_applies_and_explains_when_not(usdm):
     bt = Backtest(Timed(), data, config())
     bt.run()
     assert bt.path == "fast" and bt.fast_path_reason is None
-    # MarketMaker deciding on every book update
-    bt = Backtest(MarketMaker(decide_every_ms=0), data, config())
+    # a strategy reading the trades
+    bt = Backtest(Trading(), data, config())
     bt.run()
-    assert bt.path == "python" and "timer" in bt.fast_path_reason
-    # a parameter change before the run is seen: the choice is made when the run starts
-    bt = Backtest(MarketMaker(decide_every_ms=100), data, config())
-    bt.set_params(decide_every_ms=0)
+    assert bt.path == "python" and "acts on trades" in bt.fast_path_reason
+    # the choice is made when the run starts, from what the strategy says then
+    bt = Backtest(Timed(), data, config())
+    bt.strategy.act_on_trade = True
     bt.run()
     assert bt.path == "python"
     sampled = LatencyModel(ConstantLatency(MS), SampledLatency(np.array([MS, 2 * MS])), ConstantLatency(MS))

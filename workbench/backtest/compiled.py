@@ -8,8 +8,14 @@ through the risk guard's kernels (:mod:`workbench.risk.nb`, held equal to :class
 hypothesis test), the order state machine of :mod:`workbench.strategy.orders` on arrays, and the strategy's own
 kernel (the one its Python object calls live). Python steps in only for the books' facades and to grow buffers, a
 few times a run; fills, orders, the equity curve and the guard's events are logged in arrays and become the
-result's frames once, at the end (:meth:`CompiledRun.frames`). Results are those of the Python path, fill for fill
+result's frames when first read (:meth:`CompiledRun.frames`). Results are those of the Python path, fill for fill
 and word for word (``tests/backtest/test_fast_path.py`` runs all three paths).
+
+The local book (the strategy's, one feed latency late) is not kept during the run: it is a function of the feed
+messages applied to it, not of the strategy, so what the kernels read of it (the top, and the depth the guard
+checks) after each message is computed once per recording (:func:`workbench.backtest.fast.local_tops`) and kept
+with the ``MarketData``; the book takes its final state at the end. A run then streams the recording twice (the
+exchange's book, the venue's matching) instead of three times.
 
 It applies when (:func:`compiled_reason` says why not otherwise): the fast path applies; the strategy offers a
 kernel; the guard is as built (no kill, position or mark given to it before the run); its config suits the kernels
@@ -64,6 +70,7 @@ class CompiledRun:
 
     def __init__(self, bt, fm) -> None:
         self.bt, self.fm = bt, fm
+        fm.read_local_from_tops()
         kind, self.SP, self.SPF = bt.strategy.compiled(float(bt._first.ins.lot_size))
         cap = fm.ORD.shape[0]
         self.C = np.zeros(nb.C_SIZE, np.int64)
@@ -92,8 +99,8 @@ class CompiledRun:
         C[nb.C_TIMER_NS] = timer_ns or 0
         while True:
             code = nb.run_compiled_nb(
-                fm.ev, fm.V, fm.FD, fm.xbook.bid, fm.xbook.ask, fm.xbook.st, fm.lbook.bid, fm.lbook.ask, fm.lbook.st,
-                fm.FAR, fm.FLOG, fm.S, fm.P, fm.ORD, fm.ORDF, fm.LV, fm.RS, fm.TK, fm.EQ, fm.RQ, fm.LOG, fm.WK,
+                fm.ev, fm.V, fm.FD, fm.LT, fm.xbook.bid, fm.xbook.ask, fm.xbook.st, fm.lbook.bid, fm.lbook.ask,
+                fm.lbook.st, fm.FAR, fm.FLOG, fm.S, fm.P, fm.ORD, fm.ORDF, fm.LV, fm.RS, fm.TK, fm.EQ, fm.RQ, fm.LOG, fm.WK,
                 C, self.CF, self.SP, self.SPF, self.OS, self.OPEN, self.DEF, self.XS, self.FL, self.FLF, self.MKL,
                 self.MKF, self.G, self.GF, self.GMK, self.SM, self.GORD, self.EV, self.EVF, self.ACT)
             # the overflow levels' log is not replayed level by level (tens of thousands of changes a day on a
@@ -101,6 +108,7 @@ class CompiledRun:
             fm.S[nb.S_FLOG_N] = 0
             if code == nb.RUN_DONE:
                 fm.load_far_into_facades()
+                fm.finish_local()
                 return
             if code == nb.RUN_NEED_BOOK:
                 fm.load_far_into_facades()

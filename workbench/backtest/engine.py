@@ -449,7 +449,9 @@ class Backtest:
                 stop = cfg.risk.trade_stop_ticks is not None
                 cls = type(self.strategy)
                 reacts = cls.on_order is not Strategy.on_order or cls.on_fill is not Strategy.on_fill
-                self._fm.S[fast_nb.S_STOP_AT_BOOK] = stop
+                per_message = self.strategy.act_on_book  # messages one at a time, the strategy after each
+                self._fm.S[fast_nb.S_PER_MSG] = per_message
+                self._fm.S[fast_nb.S_STOP_AT_BOOK] = stop or per_message
                 self._fm.S[fast_nb.S_STOP_AT_ANSWER] = stop or reacts
             if self._fm is None and cfg.fast:
                 raise ConfigError(f"the fast path does not apply: {reason}")
@@ -484,6 +486,7 @@ class Backtest:
         start = int(fm.FD[2, 0])
         fm.start(start + timer_ns if timer_ns else None, start, timer_ns, self.config.mark_every_ns)
         cr.run(start, timer_ns)
+        s.view.invalidate()  # the local book took its final state
         self.env.now_ns = int(cr.C[fast_nb.C_NOW])
         s.pos_lots, s.cash_units, s.fee_units, s.last_mid = cr.position()
         self.counters.update(cr.counters())
@@ -496,6 +499,7 @@ class Backtest:
         syms = [s]
         strat, env, guard = self.strategy, self.env, self.guard
         timer_ns = strat.timer_ns
+        per_message = strat.act_on_book
         if fm.n_messages == 0:
             return
         start = int(fm.FD[2, 0])
@@ -537,6 +541,10 @@ class Backtest:
                             s.last_mid = (bid + ask) / 2
                         on_book(t, symbol, bid, ask, row[6], row[7])
                         drain()
+                        if per_message and not row[8] and self._strategy_on:  # a book message: as _loop does
+                            self.counters["decisions"] += int(timer_ns is None)
+                            view.invalidate()
+                            self._call(strat.on_book, env, symbol)
                         if i < n - 1 and (fm.n_pushed != pushed or self._strategy_on != on):
                             raise RuntimeError("fast path: a book update the kernel ran past sent an order")
                     elif typ == LG_ANSWER:

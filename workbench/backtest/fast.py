@@ -1,8 +1,8 @@
 """The backtester's fast path: the market between decisions in numba, the strategy, the guard and the orders in Python.
 
-For a strategy that decides on a timer only (``act_on_book`` and ``act_on_trade`` False, e.g.
-:class:`~workbench.strategy.MarketMaker` with ``decide_every_ms > 0``) on one symbol, everything that happens between
-two of its decisions is market replay: the exchange's book, the queue positions of the resting orders, the fills, the
+For a strategy that decides on a timer or after book messages (not ``act_on_trade``; e.g.
+:class:`~workbench.strategy.MarketMaker`) on one symbol, everything that happens between two of its decisions is
+market replay: the exchange's book, the queue positions of the resting orders, the fills, the
 local book one feed latency late. :class:`FastMarket` holds that state in arrays and
 :func:`workbench.backtest.nb.run_nb` runs :meth:`Backtest._loop <workbench.backtest.engine.Backtest>`'s own loop over
 it, step for step, until Python must act; the engine (``Backtest._loop_fast``) replays what the kernel logged (book
@@ -12,7 +12,8 @@ the timers exactly as the Python path does. Results are the same as the Python p
 
 When the strategy offers a kernel, :mod:`workbench.backtest.compiled` runs that Python side in numba as well.
 
-The fast path applies when (:func:`fast_path_reason` says why not otherwise): one symbol; the strategy is timer-only;
+The fast path applies when (:func:`fast_path_reason` says why not otherwise): one symbol; the strategy does not act
+on trades (one that acts on book messages gets them one at a time: the kernel stops after each);
 the order-entry and response latencies are constant (the feed latency may be anything: its draws are taken up front
 as the local feed takes them); the queue model is :class:`~workbench.venue.queue.ConservativeQueue`,
 :class:`~workbench.venue.queue.ProbabilisticQueue` (expectation, not sampled) or
@@ -53,8 +54,8 @@ def fast_path_reason(strategy, n_symbols: int, config, queue) -> str | None:
     """Why the fast path does not apply to this run, or None when it does (the recording is checked on building)."""
     if n_symbols != 1:
         return f"{n_symbols} symbols (the fast path replays one)"
-    if strategy.act_on_book or strategy.act_on_trade:
-        return "the strategy acts on book updates or trades, not on a timer only"
+    if strategy.act_on_trade:
+        return "the strategy acts on trades"
     lat = config.latency
     for name in ("order_entry", "response"):
         if type(getattr(lat, name)) is not ConstantLatency:
@@ -64,6 +65,57 @@ def fast_path_reason(strategy, n_symbols: int, config, queue) -> str | None:
     if getattr(queue, "sampled", False):
         return "a sampled probabilistic queue draws from the venue's generator"
     return None
+
+
+def local_tops(rows: np.ndarray, FD: np.ndarray, first_px: int | None, max_levels: int,
+               initial_levels: int) -> tuple[np.ndarray, L2Book]:
+    """The local book's top and depth after each feed message (:func:`~workbench.backtest.nb.local_tops_nb`), and
+    the book once all are applied. ``rows``: the recording's :data:`BOOK_ROW_DT` rows; ``FD``: the feed's messages
+    (rows 0 and 1: their first row and one past their last)."""
+    book = L2Book(initial_levels=min(initial_levels, max_levels), max_levels=max_levels)
+    if first_px is not None:  # where FastMarket.build lays the local book's window
+        book._set_window(first_px - book._initial // 2, book._initial)
+    S = np.zeros(nb.S_SIZE, np.int64)
+    S[nb.S_MAX_LEVELS] = max_levels
+    FAR = np.zeros((2, 4, 1024), np.int64)
+    FLOG = np.zeros((4096, 4), np.int64)
+    LT = np.zeros((FD.shape[1], 6), np.int64)
+    k, applied = 0, False
+    while True:
+        k, r = nb.local_tops_nb(rows, FD, k, applied, book.bid, book.ask, book.st, FAR, FLOG, S, LT)
+        if r < 0:
+            break
+        # the facade applies the rest of message k (FastMarket.resolve, for this book alone)
+        _far_to_facade(book, FAR, S, 2)
+        book.apply(rows[:int(FD[1, k])], r)
+        FAR = _facade_to_far(book, FAR, S, 2)
+        applied = True
+    _far_to_facade(book, FAR, S, 2)
+    return LT, book
+
+
+def _far_to_facade(book: L2Book, FAR: np.ndarray, S: np.ndarray, row: int) -> None:
+    """The book's facade takes the kernel's overflow levels (FAR rows ``row``, ``row + 1``) as they are."""
+    book.clear_overflow()
+    for side, r in ((1, row), (-1, row + 1)):
+        n = int(S[nb.S_FAR_N + r])
+        for px, qty in zip(FAR[0, r, :n].tolist(), FAR[1, r, :n].tolist()):
+            book.set_overflow(side, px, qty)
+
+
+def _facade_to_far(book: L2Book, FAR: np.ndarray, S: np.ndarray, row: int) -> np.ndarray:
+    """The kernel's overflow levels (FAR rows ``row``, ``row + 1``) take the facade's; returns FAR, grown if short."""
+    for side, r in ((1, row), (-1, row + 1)):
+        px, qty = book.overflow_levels(side)
+        n = len(px)
+        if n + 64 > FAR.shape[2]:  # room for the kernel to keep levels there too
+            far = np.zeros((2, 4, max(2 * FAR.shape[2], 2 * n)), np.int64)
+            far[:, :, :FAR.shape[2]] = FAR
+            FAR = far
+        FAR[0, r, :n] = px
+        FAR[1, r, :n] = qty
+        S[nb.S_FAR_N + r] = n
+    return FAR
 
 
 class FastMarket:
@@ -130,6 +182,9 @@ class FastMarket:
         self.n_messages = len(last)
         self.xbook = L2Book(initial_levels=min(book_initial_levels, book_max_levels), max_levels=book_max_levels)
         self.lbook = local_book
+        self.LT = np.zeros((0, 6), np.int64)  # the local book's reads, when the compiled path takes them from there
+        self._cache, self._first_px = cache, first_px
+        self._levels = (book_max_levels, book_initial_levels)
         # Both books lay their window where the facade would at their first row that adds size (the same row for
         # both), now: the kernel then keeps the deep levels of the first snapshot itself, where the facade would
         # take them one by one in Python (thousands of levels: tens of ms a run)
@@ -231,13 +286,30 @@ class FastMarket:
         args = self._args
         if args is None:  # an array was replaced (grown, or a book's window moved)
             x, lb = self.xbook, self.lbook
-            args = self._args = (self.ev, self.V, self.FD, x.bid, x.ask, x.st, lb.bid, lb.ask, lb.st, self.FAR,
+            args = self._args = (self.ev, self.V, self.FD, self.LT, x.bid, x.ask, x.st, lb.bid, lb.ask, lb.st, self.FAR,
                                  self.FLOG, self.S, self.P, self.ORD, self.ORDF, self.LV, self.RS, self.TK, self.EQ,
                                  self.RQ, self.LOG, self.WK)
         code = nb.run_nb(*args)
         if self.S[nb.S_FLOG_N]:
             self._sync_overflow()
         return code
+
+    def read_local_from_tops(self) -> None:
+        """The compiled path: the kernels read the local book from :func:`local_tops` (computed once per recording,
+        kept with it) and leave its arrays alone; :meth:`finish_local` gives the facade its final state."""
+        key = ("local_tops", *self._levels)
+        got = self._cache.get(key) if self._cache is not None else None
+        if got is None:
+            got = local_tops(self.ev, self.FD, self._first_px, *self._levels)
+            if self._cache is not None:
+                self._cache[key] = got
+        self.LT, self._local_end = got
+        self.S[nb.S_LOCAL_PRE] = 1
+        self._args = None
+
+    def finish_local(self) -> None:
+        """After a compiled run: the local book (the strategy's view) as the feed left it, every message applied."""
+        self.lbook.assign(self._local_end)
 
     def _sync_overflow(self) -> None:
         """Replay the kernel's changes of overflow levels into the books' facades, in order."""
@@ -253,14 +325,10 @@ class FastMarket:
     def load_far_into_facades(self) -> None:
         """The books' facades take the kernel's overflow levels as they are (the compiled path keeps no log of
         their changes: it calls this before a facade applies rows, and at the end)."""
-        S, FAR = self.S, self.FAR
         for b, book in enumerate((self.xbook, self.lbook)):
-            book.clear_overflow()
-            for side, r in ((1, 2 * b), (-1, 2 * b + 1)):
-                n = int(S[nb.S_FAR_N + r])
-                for px, qty in zip(FAR[0, r, :n].tolist(), FAR[1, r, :n].tolist()):
-                    book.set_overflow(side, px, qty)
-        S[nb.S_FLOG_N] = 0
+            if b == 0 or not self.S[nb.S_LOCAL_PRE]:
+                _far_to_facade(book, self.FAR, self.S, 2 * b)
+        self.S[nb.S_FLOG_N] = 0
 
     def resolve(self, code: int) -> None:
         """Do what a RUN_NEED_* status asks, so that the next call goes on."""
@@ -278,16 +346,7 @@ class FastMarket:
 
     def _load_overflow(self, b: int, book: L2Book) -> None:
         """The facade moved the book's window or kept levels outside it: the kernel's arrays take its levels."""
-        for side, row in ((1, 2 * b), (-1, 2 * b + 1)):
-            px, qty = book.overflow_levels(side)
-            n = len(px)
-            if n + 64 > self.FAR.shape[2]:  # room for the kernel to keep levels there too
-                far = np.zeros((2, 4, max(2 * self.FAR.shape[2], 2 * n)), np.int64)
-                far[:, :, :self.FAR.shape[2]] = self.FAR
-                self.FAR = far
-            self.FAR[0, row, :n] = px
-            self.FAR[1, row, :n] = qty
-            self.S[nb.S_FAR_N + row] = n
+        self.FAR = _facade_to_far(book, self.FAR, self.S, 2 * b)
 
     def _make_space(self) -> None:
         S = self.S

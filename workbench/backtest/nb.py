@@ -63,7 +63,7 @@ from workbench.enums import (
 
 __all__ = [
     "prepare_nb", "queue_join_nb", "queue_trade_nb", "queue_level_nb", "prob_behind_nb",
-    "commission_nb", "run_nb", "run_compiled_nb",
+    "commission_nb", "run_nb", "run_compiled_nb", "local_tops_nb",
 ]
 
 NONE = np.iinfo(np.int64).min
@@ -160,6 +160,9 @@ S_NEED_TK = 62        # ... taken-level slots needed
 S_NEED_WK = 63        # ... walk slots needed
 S_MAX_LEVELS = 64     # the books' widest dense window (L2Book.max_levels)
 S_END_NS = 65         # the recording's last exchange time: where the exchange stops when the data has ended
+S_LOCAL_PRE = 66      # 1: the local book is not kept; its reads come from LT (the compiled path, see run_nb)
+S_PER_MSG = 67        # 1: the strategy acts on book messages: feed messages one at a time, each logged with
+                      # whether it is a trade message (LOG column 8)
 S_SIZE = 72
 
 PEND_ADVANCE, PEND_FEED = 1, 2
@@ -187,7 +190,7 @@ R_W = 16
 #   (row of the book's bids, 0, 0, 1) a CLEAR emptied them
 # LOG rows: type, t, then
 #   LG_BOOK: the local book's top (bid px, bid qty, ask px, ask qty; qty 0: that side is empty) and the sizes of
-#     its best BOOK_LEVELS levels a side (bid depth, ask depth)
+#     its best BOOK_LEVELS levels a side (bid depth, ask depth); then 1 if the (last) message was of trades
 #   LG_ANSWER: RQ columns R_KIND..R_REJ at 2..15, then the local book's top at 16..19 (as in LG_BOOK)
 #   LG_MARK: 1 if the timer of the same time comes next (unless the mark sends an order due by then)
 L_TYPE, L_T = 0, 1
@@ -548,6 +551,37 @@ def _depth(bid, ask, st):
             c += 1
         jj += 1
     return db, da
+
+
+@njit(cache=True)
+def local_tops_nb(ev, FD, k0, applied, lbid, lask, lst, FAR, FLOG, S, LT):
+    """What the compiled path reads of the local book, after each feed message: ``LT[k]`` = top (bid px, bid qty,
+    ask px, ask qty, as :func:`_top`) and depth (bid, ask, as :func:`_depth`) once messages ``0..k`` are applied.
+
+    The local book is a function of the rows applied to it, not of the strategy or the latencies (they only say
+    when): computed once per recording, these replace the local book during a compiled run. Applies messages
+    ``k0..`` (``applied``: message ``k0``'s rows are already in, the facade took them) with :func:`_apply_rows` to
+    FAR rows 2 and 3. Returns ``(k, -1)`` when done, or ``(k, row)`` when the facade must apply message ``k`` from
+    ``row`` on (its window moves; or FAR is full), after which the call goes on with ``k0 = k, applied = True``.
+    """
+    no_ix = np.zeros(0, np.int64)
+    no_lv = np.zeros((0, 4, 1), np.int64)
+    nf = FD.shape[1]
+    for k in range(k0, nf):
+        if not (applied and k == k0):
+            S[S_FLOG_N] = 0  # the driver reads FAR itself, not its log
+            r = _apply_rows(ev, FD[0, k], FD[1, k], lbid, lask, lst, FAR, FLOG, S, 2, no_ix, no_lv)
+            if r >= 0:
+                return k, r
+        bpx, bq, apx, aq = _top(lbid, lask, lst, FAR, S, 2)
+        db, da = _depth(lbid, lask, lst)
+        LT[k, 0] = bpx
+        LT[k, 1] = bq
+        LT[k, 2] = apx
+        LT[k, 3] = aq
+        LT[k, 4] = db
+        LT[k, 5] = da
+    return nf, -1
 
 
 @njit(cache=True)
@@ -1225,11 +1259,27 @@ def _heap_top(S, EQ, RQ):
 
 
 @njit(cache=True)
-def _log_book(S, LOG, lbid, lask, lst, FAR, t):
+def _local_top(S, LT, lbid, lask, lst, FAR):
+    """The local book's top, as :func:`_top` reads it, or from LT (row: the last feed message applied)."""
+    if S[S_LOCAL_PRE] == 0:
+        return _top(lbid, lask, lst, FAR, S, 2)
+    k = S[S_FEED_K] - 1
+    if k < 0:
+        return 0, 0, 0, 0
+    return LT[k, 0], LT[k, 1], LT[k, 2], LT[k, 3]
+
+
+@njit(cache=True)
+def _log_book(ev, FD, S, LOG, LT, lbid, lask, lst, FAR, t):
     L = S[S_LOG_N]
     S[S_LOG_N] = L + 1
-    bpx, bq, apx, aq = _top(lbid, lask, lst, FAR, S, 2)
-    db, da = _depth(lbid, lask, lst)
+    LOG[L, 8] = 1 if _row_class(ev["kind"][FD[0, S[S_FEED_K] - 1]]) == CLS_TRADE else 0
+    if S[S_LOCAL_PRE] == 0:
+        bpx, bq, apx, aq = _top(lbid, lask, lst, FAR, S, 2)
+        db, da = _depth(lbid, lask, lst)
+    else:
+        k = S[S_FEED_K] - 1
+        bpx, bq, apx, aq, db, da = LT[k, 0], LT[k, 1], LT[k, 2], LT[k, 3], LT[k, 4], LT[k, 5]
     LOG[L, L_TYPE] = LG_BOOK
     LOG[L, L_T] = t
     LOG[L, 2] = bpx
@@ -1241,7 +1291,7 @@ def _log_book(S, LOG, lbid, lask, lst, FAR, t):
 
 
 @njit(cache=True)
-def _log_answer(S, LOG, RQ, lbid, lask, lst, FAR):
+def _log_answer(S, LOG, RQ, LT, lbid, lask, lst, FAR):
     r = S[S_RQ_HEAD]
     S[S_RQ_HEAD] = r + 1
     L = S[S_LOG_N]
@@ -1250,7 +1300,7 @@ def _log_answer(S, LOG, RQ, lbid, lask, lst, FAR):
     LOG[L, L_T] = RQ[r, R_DUE]
     for c in range(R_KIND, R_W):
         LOG[L, c] = RQ[r, c]
-    bpx, bq, apx, aq = _top(lbid, lask, lst, FAR, S, 2)
+    bpx, bq, apx, aq = _local_top(S, LT, lbid, lask, lst, FAR)
     LOG[L, 16] = bpx
     LOG[L, 17] = bq
     LOG[L, 18] = apx
@@ -1279,8 +1329,8 @@ def _exchange_step(ev, V, S, P, ORD, ORDF, LV, RS, TK, EQ, RQ, WK, xbid, xask, x
 
 
 @njit(cache=True)
-def run_nb(ev, V, FD, xbid, xask, xst, lbid, lask, lst, FAR, FLOG, S, P, ORD, ORDF, LV, RS, TK, EQ, RQ, LOG,
-           WK):
+def run_nb(ev, V, FD, LT, xbid, xask, xst, lbid, lask, lst, FAR, FLOG, S, P, ORD, ORDF, LV, RS, TK, EQ, RQ,
+           LOG, WK):
     """Run the engine's loop until Python must act (see the module docstring); returns a RUN_* status.
 
     Parameters
@@ -1288,6 +1338,8 @@ def run_nb(ev, V, FD, xbid, xask, xst, lbid, lask, lst, FAR, FLOG, S, P, ORD, OR
     ev : the recording (:data:`~workbench.types.event_dt`).
     V : :func:`prepare_nb`'s merged order. FD : int64[3, k] the feed's messages (first row, one past the last
         row, arrival time in local ns).
+    LT : with ``S[S_LOCAL_PRE]``, :func:`local_tops_nb`'s reads of the local book after each feed message, and the
+        local book's arrays are left alone (the compiled path: nothing else reads them during the run).
     xbid, xask, xst / lbid, lask, lst : the exchange / local book's arrays (:class:`~workbench.book.L2Book`).
     FAR, FLOG : overflow levels of both books, best first (rows: exchange bids, asks, local bids, asks), and the
         log of their changes the driver replays into the books' facades.
@@ -1302,7 +1354,7 @@ def run_nb(ev, V, FD, xbid, xask, xst, lbid, lask, lst, FAR, FLOG, S, P, ORD, OR
     if pend == PEND_FEED:
         S[S_PEND] = 0
         S[S_FEED_K] = S[S_PEND_A]
-        _log_book(S, LOG, lbid, lask, lst, FAR, S[S_PEND_B])
+        _log_book(ev, FD, S, LOG, LT, lbid, lask, lst, FAR, S[S_PEND_B])
         if S[S_STOP_AT_BOOK] != 0 or S[S_STOP_ONCE] != 0:
             return RUN_PYTHON
     elif pend == PEND_ADVANCE:
@@ -1369,7 +1421,7 @@ def run_nb(ev, V, FD, xbid, xask, xst, lbid, lask, lst, FAR, FLOG, S, P, ORD, OR
                 if st:
                     return st
                 continue
-            _log_answer(S, LOG, RQ, lbid, lask, lst, FAR)
+            _log_answer(S, LOG, RQ, LT, lbid, lask, lst, FAR)
             if S[S_STOP_AT_ANSWER] != 0 or S[S_STOP_ONCE] != 0:
                 return RUN_PYTHON
             continue
@@ -1402,8 +1454,14 @@ def run_nb(ev, V, FD, xbid, xask, xst, lbid, lask, lst, FAR, FLOG, S, P, ORD, OR
         if until < t_local:
             until = t_local
         j = k + 1
-        while j < nf and FD[2, j] <= until:
+        while S[S_PER_MSG] == 0 and j < nf and FD[2, j] <= until:
             j += 1
+        if S[S_LOCAL_PRE] != 0:
+            S[S_FEED_K] = j
+            _log_book(ev, FD, S, LOG, LT, lbid, lask, lst, FAR, t_local)
+            if S[S_STOP_AT_BOOK] != 0 or S[S_STOP_ONCE] != 0:
+                return RUN_PYTHON
+            continue
         r = _apply_rows(ev, FD[0, k], FD[1, j - 1], lbid, lask, lst, FAR, FLOG, S, 2, no_ix, no_lv)
         if r >= 0:
             S[S_PEND] = PEND_FEED
@@ -1414,7 +1472,7 @@ def run_nb(ev, V, FD, xbid, xask, xst, lbid, lask, lst, FAR, FLOG, S, P, ORD, OR
             S[S_NB_END] = FD[1, j - 1]
             return RUN_NEED_BOOK
         S[S_FEED_K] = j
-        _log_book(S, LOG, lbid, lask, lst, FAR, t_local)
+        _log_book(ev, FD, S, LOG, LT, lbid, lask, lst, FAR, t_local)
         if S[S_STOP_AT_BOOK] != 0 or S[S_STOP_ONCE] != 0:
             return RUN_PYTHON
 
@@ -1668,9 +1726,9 @@ def _rt_drain(C, S, OS, OPEN, EQ, ORD, DEF, G, EV, EVF, ACT, act):
 
 
 @njit(cache=True)
-def _rt_decide(C, S, SP, SPF, OS, OPEN, EQ, ORD, DEF, G, EV, EVF, ACT, XS, lbid, lask, lst, FAR):
+def _rt_decide(C, S, SP, SPF, OS, OPEN, EQ, ORD, DEF, G, EV, EVF, ACT, XS, LT, lbid, lask, lst, FAR):
     """The strategy's decision (on_timer): its kernel on the local book, the position and the open orders."""
-    bpx, bq, apx, aq = _top(lbid, lask, lst, FAR, S, 2)
+    bpx, bq, apx, aq = _local_top(S, LT, lbid, lask, lst, FAR)
     bid = bpx if bq != 0 else NONE
     ask = apx if aq != 0 else NONE
     n = C[C_N_OPEN]
@@ -1693,12 +1751,12 @@ def _rt_decide(C, S, SP, SPF, OS, OPEN, EQ, ORD, DEF, G, EV, EVF, ACT, XS, lbid,
 
 
 @njit(cache=True)
-def _rt_timer(C, S, SP, SPF, OS, OPEN, EQ, ORD, DEF, G, GF, EV, EVF, ACT, XS, lbid, lask, lst, FAR, t):
+def _rt_timer(C, S, SP, SPF, OS, OPEN, EQ, ORD, DEF, G, GF, EV, EVF, ACT, XS, LT, lbid, lask, lst, FAR, t):
     """Backtest._timer."""
     C[C_DECISIONS] += 1
     risk_nb.guard_tick_nb(G, GF, EV, EVF, ACT, t)
     _rt_drain(C, S, OS, OPEN, EQ, ORD, DEF, G, EV, EVF, ACT, True)
-    _rt_decide(C, S, SP, SPF, OS, OPEN, EQ, ORD, DEF, G, EV, EVF, ACT, XS, lbid, lask, lst, FAR)
+    _rt_decide(C, S, SP, SPF, OS, OPEN, EQ, ORD, DEF, G, EV, EVF, ACT, XS, LT, lbid, lask, lst, FAR)
 
 
 @njit(cache=True)
@@ -1742,7 +1800,7 @@ def _rt_room(C, S, OS, EQ, FL, MKL, EV, DEF):
 
 
 @njit(cache=True)
-def run_compiled_nb(ev, V, FD, xbid, xask, xst, lbid, lask, lst, FAR, FLOG, S, P, ORD, ORDF, LV, RS, TK, EQ, RQ,
+def run_compiled_nb(ev, V, FD, LT, xbid, xask, xst, lbid, lask, lst, FAR, FLOG, S, P, ORD, ORDF, LV, RS, TK, EQ, RQ,
                     LOG, WK, C, CF, SP, SPF, OS, OPEN, DEF, XS, FL, FLF, MKL, MKF, G, GF, GMK, SM, GORD, EV, EVF, ACT):
     """Run the whole backtest (see "the compiled runner" above) until it ends (RUN_DONE) or needs the driver
     (RUN_NEED_BOOK / RUN_NEED_SPACE: as from :func:`run_nb`; RUN_GROW; RUN_ERR_PAST; RUN_BAIL). Resumable: call
@@ -1767,6 +1825,11 @@ def run_compiled_nb(ev, V, FD, xbid, xask, xst, lbid, lask, lst, FAR, FLOG, S, P
                         CF[CF_LAST_MID] = (bid + ask) / 2
                     risk_nb.guard_on_book_nb(G, GF, SM, GORD, EV, EVF, ACT, t, bid, ask, LOG[i, 6], LOG[i, 7])
                     _rt_drain(C, S, OS, OPEN, EQ, ORD, DEF, G, EV, EVF, ACT, True)
+                    if S[S_PER_MSG] != 0 and LOG[i, 8] == 0:  # Backtest._loop: on_book after a book message
+                        if C[C_TIMER_NS] == 0:
+                            C[C_DECISIONS] += 1
+                        _rt_decide(C, S, SP, SPF, OS, OPEN, EQ, ORD, DEF, G, EV, EVF, ACT, XS, LT, lbid, lask, lst,
+                                   FAR)
                     if i < n - 1 and C[C_N_PUSHED] != pushed:
                         return RUN_ERR_PAST
                 elif typ == LG_ANSWER:
@@ -1822,11 +1885,11 @@ def run_compiled_nb(ev, V, FD, xbid, xask, xst, lbid, lask, lst, FAR, FLOG, S, P
                     _rt_mark(C, CF, S, OS, OPEN, EQ, ORD, DEF, G, GF, GMK, EV, EVF, ACT, MKL, MKF)
                     if LOG[i, 2] != 0 and (C[C_ENTRY_NS] > 0 or C[C_N_PUSHED] == pushed):
                         S[S_NEXT_TIMER] += C[C_TIMER_NS]
-                        _rt_timer(C, S, SP, SPF, OS, OPEN, EQ, ORD, DEF, G, GF, EV, EVF, ACT, XS, lbid, lask, lst,
-                                  FAR, t)
+                        _rt_timer(C, S, SP, SPF, OS, OPEN, EQ, ORD, DEF, G, GF, EV, EVF, ACT, XS, LT, lbid, lask,
+                                  lst, FAR, t)
                 else:
-                    _rt_timer(C, S, SP, SPF, OS, OPEN, EQ, ORD, DEF, G, GF, EV, EVF, ACT, XS, lbid, lask, lst, FAR,
-                              t)
+                    _rt_timer(C, S, SP, SPF, OS, OPEN, EQ, ORD, DEF, G, GF, EV, EVF, ACT, XS, LT, lbid, lask, lst,
+                              FAR, t)
                 if G[risk_nb.G_BAIL] != 0:
                     return RUN_BAIL
                 i += 1
@@ -1843,8 +1906,8 @@ def run_compiled_nb(ev, V, FD, xbid, xask, xst, lbid, lask, lst, FAR, FLOG, S, P
                 return code
         S[S_STOP_ONCE] = 1 if C[C_N_DEF] > 0 else 0
         S[S_FLOG_N] = 0  # the driver reads the overflow levels from FAR, not from their log
-        code = run_nb(ev, V, FD, xbid, xask, xst, lbid, lask, lst, FAR, FLOG, S, P, ORD, ORDF, LV, RS, TK, EQ, RQ, LOG,
-                      WK)
+        code = run_nb(ev, V, FD, LT, xbid, xask, xst, lbid, lask, lst, FAR, FLOG, S, P, ORD, ORDF, LV, RS, TK, EQ, RQ,
+                      LOG, WK)
         C[C_LAST_CODE] = code
         C[C_IN_LOG] = 1
         C[C_LOG_I] = 0

@@ -7,7 +7,6 @@ integer columns ``px_ticks`` / ``qty_lots`` stay for exact work). Times are int6
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -52,33 +51,64 @@ def finish_equity(eq: pd.DataFrame, scale: dict) -> pd.DataFrame:
     return eq
 
 
-@dataclass
 class BacktestResult:
     """The frames of one run, its metrics and counters; ``error`` is the strategy's exception if it raised.
 
-    :attr:`metrics` are computed from the frames when first read (a few ms): a slider's re-run that only redraws
-    the equity and the fills does not pay for them.
+    :attr:`metrics` are computed from the frames when first read (a few ms), and on the compiled path the fills,
+    orders and equity frames are built from the run's arrays when first read (a few ms more): a parameter sweep or a
+    slider's re-run pays for what it reads.
     """
 
-    fills: pd.DataFrame
-    orders: pd.DataFrame
-    equity: pd.DataFrame
-    risk_events: pd.DataFrame
-    param_changes: pd.DataFrame
-    _metrics: dict[str, float] | None
-    counters: dict[str, int]
-    params: dict[str, object]
-    error: str | None = None
-    log: list = field(default_factory=list)
-    wall_s: float = 0.0
-    _mids: pd.DataFrame | None = field(default=None, repr=False)
-    _initial_equity: float = field(default=0.0, repr=False)
+    def __init__(self, fills: pd.DataFrame | None, orders: pd.DataFrame | None, equity: pd.DataFrame | None,
+                 risk_events: pd.DataFrame, param_changes: pd.DataFrame, metrics: dict[str, float] | None,
+                 counters: dict[str, int], params: dict[str, object], error: str | None = None,
+                 log: list | None = None, wall_s: float = 0.0, mids: pd.DataFrame | None = None,
+                 initial_equity: float = 0.0, *, frames=None) -> None:
+        """``frames``: instead of ``fills``, ``orders``, ``equity`` and ``mids``, a callable that returns them,
+        called once when one of them is first read."""
+        self._fills, self._orders, self._equity, self._mids = fills, orders, equity, mids
+        self._frames = frames
+        self.risk_events, self.param_changes = risk_events, param_changes
+        self._metrics = metrics
+        self.counters, self.params, self.error = counters, params, error
+        self.log = log if log is not None else []
+        self.wall_s = wall_s
+        self._initial_equity = initial_equity
+
+    def _built(self) -> None:
+        if self._frames is not None:
+            self._fills, self._orders, self._equity, self._mids = self._frames()
+            self._frames = None
+
+    def __getstate__(self) -> dict:
+        self._built()  # a result sent to another process (a sweep's worker) carries its frames, not the builder
+        return self.__dict__.copy()
+
+    @property
+    def fills(self) -> pd.DataFrame:
+        """One row per fill: times (ns and UTC), side, price and size in ticks/lots and in currency, fee, maker flag,
+        order ids, the local mid when it filled, the order's tag."""
+        self._built()
+        return self._fills
+
+    @property
+    def orders(self) -> pd.DataFrame:
+        """One row per order sent: its terms, final state, times, rejection reason and tag."""
+        self._built()
+        return self._orders
+
+    @property
+    def equity(self) -> pd.DataFrame:
+        """The equity curve: one row per mark (equity, cash, position, mid)."""
+        self._built()
+        return self._equity
 
     @property
     def metrics(self) -> dict[str, float]:
         """Net P&L, per trade, win rate, ... (:func:`~workbench.backtest.metrics.compute_metrics`), computed once."""
         if self._metrics is None:
-            self._metrics = compute_metrics(self.fills, self.equity, self.orders, self._mids,
+            self._built()
+            self._metrics = compute_metrics(self._fills, self._equity, self._orders, self._mids,
                                             initial_equity=self._initial_equity)
         return self._metrics
 
@@ -88,12 +118,20 @@ class BacktestResult:
         scale = {s: (float(d.ins.tick_size), float(d.ins.lot_size), d.unit) for s, d in syms.items()}
         compiled = getattr(bt, "_cr", None)
         single = len(syms) == 1
-        if compiled is not None:  # the compiled path: the same frames, from its arrays
-            f, orders, eq = compiled.frames(bt.orders.prefix)
-        else:
-            f = finish_fills(pd.DataFrame(bt.fills, columns=FILL_COLUMNS), scale)
 
+        def mids_of(eq: pd.DataFrame) -> pd.DataFrame | None:
+            if single and len(eq):
+                # rows without a mid stay: markouts skips them itself
+                return pd.DataFrame({"ts_ns": eq["ts_ns"], "symbol": next(iter(syms)), "mid_px": eq["mid_px"]})
+            return None
+
+        def from_arrays(prefix=bt.orders.prefix):
+            f, orders, eq = compiled.frames(prefix)
+            return f, orders, eq, mids_of(eq)
+
+        f = orders = eq = mids = None
         if compiled is None:
+            f = finish_fills(pd.DataFrame(bt.fills, columns=FILL_COLUMNS), scale)
             rows = []
             for o in bt.orders.orders.values():
                 tick, lot, _ = scale[o.symbol]
@@ -109,20 +147,18 @@ class BacktestResult:
                 cols += ["position_lots" if single else f"position_lots_{s}",
                          "mid_ticks" if single else f"mid_ticks_{s}"]
             eq = finish_equity(pd.DataFrame(bt.marks, columns=cols), scale)
+            mids = mids_of(eq)
 
         risk = pd.DataFrame([(e.ts_ns, e.rule, e.state_from.name, e.state_to.name, e.reason, e.value, e.threshold)
                              for e in bt.risk_events],
                             columns=["ts_ns", "rule", "state_from", "state_to", "reason", "value", "threshold"])
         params = pd.DataFrame([(c.ts_ns, c.name, c.old, c.new, c.source) for c in bt.param_changes],
                               columns=["ts_ns", "name", "old", "new", "source"])
-        mids = None
-        if single and len(eq):
-            # rows without a mid stay: markouts skips them itself
-            mids = pd.DataFrame({"ts_ns": eq["ts_ns"], "symbol": next(iter(syms)), "mid_px": eq["mid_px"]})
         counters = dict(bt.counters)
         counters["risk_events"] = len(risk)
         return cls(f, orders, eq, risk, params, None, counters, bt.strategy.params.as_dict(), bt.error,
-                   list(bt.log), bt._wall_s, mids, bt.initial_cash)
+                   list(bt.log), bt._wall_s, mids, bt.initial_cash,
+                   frames=from_arrays if compiled is not None else None)
 
     def economics(self, *, days: float | None = None, other_costs: float = 0.0):
         """Unit economics of the fills in the desk's terms (trades per day, win rate, average win and loss, gross,

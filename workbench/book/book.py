@@ -280,6 +280,14 @@ class L2Book:
         self.st[nb.ST_HAS_FAR] = 1 if (self._far_bid or self._far_ask) else 0
         nb.window_state_nb(bid, ask, self.st)
 
+    def assign(self, other: "L2Book") -> None:
+        """Take a copy of ``other``'s levels, window, overflow levels and counters."""
+        self.max_levels, self._initial = other.max_levels, other._initial
+        self.bid, self.ask = other.bid.copy(), other.ask.copy()
+        self.st[:] = other.st
+        self._far_bid, self._far_ask = dict(other._far_bid), dict(other._far_ask)
+        self.far_levels = other.far_levels
+
     def clear(self) -> None:
         """Empty the book (the window is kept)."""
         self._far_bid.clear()
