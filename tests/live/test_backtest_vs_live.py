@@ -7,7 +7,8 @@ market order back to flat when the position reaches its limit (taker fills); con
 15 ms (order entry) and 25 ms (response) of exchange time, different on purpose: with equal legs a fill and the
 book update that caused it reach the strategy at the same instant, and which comes first is a coin toss on the
 wire; fees -0.5 bp maker, 7 bp taker; hftbacktest's power-3 queue model; the same risk limits.
-- Backtest: :class:`~workbench.backtest.Backtest` (the Python path: the strategy acts on book events).
+- Backtest: :class:`~workbench.backtest.Backtest` (the fast path: the strategy acts on book events, the kernel hands
+  them over one at a time; the Python path gives the same fills).
 - Live: :class:`~workbench.live.engine.Engine` in its thread against a :class:`~workbench.venue.replay.ReplayVenue`
   of the same rows served by :class:`~workbench.venue.server.ThreadedVenue` at 2x, with the same latency model
   (divided by the speed on the wall) and one depthUpdate per recorded diff. The replay's clock is held at the
@@ -300,7 +301,7 @@ def test_backtest_and_live_engine_on_the_served_replay_get_the_same_fills(spot):
     unit = float(ins.tick_size) * float(ins.lot_size)
     a = compare(bt, live, unit)
     print(a)
-    assert bt.extra["path"] == "python" and live.extra["error"] is None and live.extra["guard"] == "ACTIVE", live.extra
+    assert bt.extra["path"] == "fast" and live.extra["error"] is None and live.extra["guard"] == "ACTIVE", live.extra
     assert live.extra["feed"].get("gaps", 0) == 0 and live.extra["feed"]["snapshots"] == 1, live.extra["feed"]
     assert a.n_backtest >= 15, a
     assert any(not f[5] for f in bt.fills) and any(f[5] for f in bt.fills), "maker and taker fills both compared"
