@@ -163,7 +163,79 @@ def _serve_synthetic(conn, key: str, secret: str, busy: bool) -> None:
     tv.stop()
 
 
-def bench_tick_to_order(n: int, busy: bool) -> bool:
+class _Stages:
+    """Per-stage marks along the tick-to-order path (``--stages``): functions of the feed, the engine and the
+    executor are wrapped on the running engine's objects, so nothing of this is in the engine's code (off: no cost).
+    Each mark is ``perf_counter_ns`` after the named stage; a row of marks is kept per order sent."""
+
+    ORDER = ("frames", "parse", "sync", "book", "engine", "decide", "guard", "record", "frame", "write")
+
+    def __init__(self) -> None:
+        self.cur: dict[str, int] = {}
+        self.rows: list[dict[str, int]] = []
+
+    def mark(self, name: str) -> None:
+        self.cur.setdefault(name, time.perf_counter_ns())
+
+    def wrap(self, fn, before: str | None = None, after: str | None = None, reset: bool = False):
+        def wrapper(*a, **kw):
+            if reset:
+                self.cur = {}
+            if before:
+                self.mark(before)
+            r = fn(*a, **kw)
+            if after:
+                self.mark(after)
+            return r
+        return wrapper
+
+    def install(self, eng) -> None:
+        import workbench.live.feed as feed_mod
+
+        feed, ex = eng.feed, eng.executor
+        # frames: the listener has collected the read's frames and hands them over
+        feed.handle_frames = self.wrap(feed.handle_frames, before="frames", reset=True)
+        feed_mod.preparse_frames_nb = self.wrap(feed_mod.preparse_frames_nb, after="parse")
+        feed_mod.live_chain_nb = self.wrap(feed_mod.live_chain_nb, after="sync")
+        feed.on_book = self.wrap(feed.on_book, before="book")  # book.apply and top done
+        eng.guard.check_order = self.wrap(eng.guard.check_order, before="decide", after="guard")
+        ex.submit = self.wrap(ex.submit, before="record")
+        ex.submit_cancel = self.wrap(ex.submit_cancel, before="decide")
+        # signed and framed (the cancel's order-book step is before its template: "record" there)
+        ex._templated = self.wrap(ex._templated, before="record", after="frame")
+        ex._frame = self.wrap(ex._frame, before="record", after="frame")
+        self._undo = feed_mod
+
+    def uninstall(self) -> None:
+        from workbench.book.nb import live_chain_nb
+        from workbench.data.binance import preparse_frames_nb
+
+        self._undo.preparse_frames_nb, self._undo.live_chain_nb = preparse_frames_nb, live_chain_nb
+
+    def on_strategy(self) -> None:
+        self.mark("engine")  # the engine's on_book work (view, guard.on_book, telemetry) before the strategy
+
+    def on_write(self, t0: int, t_write: int) -> None:
+        row = {k: v - t0 for k, v in self.cur.items()}
+        row["write"] = t_write - t0
+        self.rows.append(row)
+        self.cur = {}
+
+    def table(self, skip: int) -> str:
+        rows = self.rows[skip:]
+        out = ["  stage      p50 cum (us)  p50 step (us)   n"]
+        prev = 0.0
+        for k in self.ORDER:
+            vals = [r[k] for r in rows if k in r]
+            if not vals:
+                continue
+            cum = float(np.percentile(vals, 50)) / 1e3
+            out.append(f"  {k:<10} {cum:>12.1f} {cum - prev:>14.1f} {len(vals):>5}")
+            prev = cum
+        return "\n".join(out)
+
+
+def bench_tick_to_order(n: int, busy: bool, stages: bool = False) -> bool:
     import multiprocessing as mp
 
     from workbench.live import Credentials, Engine, EngineConfig
@@ -177,6 +249,7 @@ def bench_tick_to_order(n: int, busy: bool) -> bool:
     p.start()
     urls = parent.recv()
     marks: list[int] = []
+    st = _Stages() if stages else None
     armed = threading.Event()  # the strategy acts only once the measuring wrapper is in place
     eng = None
 
@@ -190,6 +263,8 @@ def bench_tick_to_order(n: int, busy: bool) -> bool:
             # the first frame of the socket read that brought this update; the order's frame is written inside
             # env.limit / env.cancel, so the mark is set before and taken by the transport hook
             marks[:] = [eng.feed.recv_perf_ns]
+            if st is not None:
+                st.on_strategy()
             opened = env.open_orders()
             if not opened:
                 env.limit(1, 100, env.book().best_bid_ticks() - 500, post_only=True)
@@ -209,10 +284,16 @@ def bench_tick_to_order(n: int, busy: bool) -> bool:
 
         def send_data():  # the order's frame handed to the transport (websockets' last step before the socket)
             if marks:  # a frame written from the strategy's decision (not a pong, not a later request)
-                lat.append(time.perf_counter_ns() - marks.pop())
+                t = time.perf_counter_ns()
+                t0 = marks.pop()
+                lat.append(t - t0)
+                if st is not None:
+                    st.on_write(t0, t)
             return orig_send_data()
 
         ws.send_data = send_data
+        if st is not None:
+            eng._call(_on_loop(st.install, eng))
         armed.set()
         t0 = time.monotonic()
         while len(lat) < n and time.monotonic() - t0 < n / 4 + 30:
@@ -220,6 +301,8 @@ def bench_tick_to_order(n: int, busy: bool) -> bool:
     finally:
         if eng is not None:
             eng.stop()
+        if st is not None and hasattr(st, "_undo"):
+            st.uninstall()
         parent.send("stop")
         p.join(10)
     market = "busy market (20x liquidity, a depthUpdate per change)" if busy else "synthetic market (~10 diffs/s)"
@@ -231,7 +314,13 @@ def bench_tick_to_order(n: int, busy: bool) -> bool:
     print(f"tick-to-order, {market} (first frame of the read off the socket -> order frame to the transport, "
           f"{len(a):,} orders, {load0}): p50 {p50:.0f} us, p90 {np.percentile(a, 90):.0f} us, p99 {p99:.0f} us "
           f"(targets p50 <= 100 us, p99 <= 1000 us)")
+    if st is not None:
+        print(st.table(len(lat) // 10))
     return p50 <= 100 and p99 <= 1000
+
+
+async def _on_loop(fn, *args):
+    fn(*args)
 
 
 def bench_kill(n: int) -> bool:
@@ -272,14 +361,23 @@ def bench_kill(n: int) -> bool:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", choices=("feed", "t2o", "kill"), action="append",
+                    help="run only these parts (repeatable); default all")
+    ap.add_argument("--stages", action="store_true",
+                    help="tick-to-order: also a per-stage p50 table (wraps the path's functions: adds a little)")
     args = ap.parse_args()
+    parts = set(args.only or ("feed", "t2o", "kill"))
     print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f} on {} CPUs".format(*os.getloadavg(), os.cpu_count()))
-    ok1 = bench_feed(3.0 if args.quick else 10.0)
-    ok2 = bench_tick_to_order(100 if args.quick else 400, busy=False)
-    ok2 &= bench_tick_to_order(200 if args.quick else 300, busy=True)
-    ok3 = bench_kill(5 if args.quick else 20)
-    print(f"targets met: {ok1 and ok2 and ok3}")
-    return 0 if ok1 and ok2 and ok3 else 1
+    ok = True
+    if "feed" in parts:
+        ok &= bench_feed(3.0 if args.quick else 10.0)
+    if "t2o" in parts:
+        ok &= bench_tick_to_order(100 if args.quick else 400, busy=False, stages=args.stages)
+        ok &= bench_tick_to_order(200 if args.quick else 300, busy=True, stages=args.stages)
+    if "kill" in parts:
+        ok &= bench_kill(5 if args.quick else 20)
+    print(f"targets met: {ok}")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

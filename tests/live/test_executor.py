@@ -212,3 +212,39 @@ def test_the_request_signature_is_the_documented_one():
     want = hmac_.new(b"s" * 64, signature_payload(p).encode(), hashlib.sha256).hexdigest()
     assert p["signature"] == want and verify("s" * 64, p, p["signature"])
     assert p["timestamp"] == 1_700_000_000_000 and p["recvWindow"] == 5000
+
+
+def test_templated_order_frames_equal_the_general_ones():
+    """order.place and order.cancel are framed from templates: the same parameters and signature as _frame makes
+    (every order type and side), and a client order id that would need escaping takes the general way."""
+    from workbench.instrument import Instrument
+    from workbench.live.executor import Credentials, Executor, ExecutorConfig
+    from workbench.strategy.orders import OrderBook
+    from workbench.venue.api import OrderType, TimeInForce
+    from workbench.venue.signing import verify
+
+    ins = Instrument("BTCUSDT", "0.01", "0.00001")
+    ex = Executor(ExecutorConfig(ws_api_url="ws://127.0.0.1:9"), Credentials("k%" * 32, "s" * 64),
+                  {"BTCUSDT": ins}, OrderBook("t"), clock=lambda: 1_700_000_000_000_000_000)
+    book = OrderBook("t")
+    for typ in (OrderType.LIMIT, OrderType.LIMIT_MAKER, OrderType.MARKET):
+        for side in (1, -1):
+            for tif in (TimeInForce.GTC, TimeInForce.IOC):
+                for coid in (None, 'a"b\\c%d'):
+                    o = book.submit("BTCUSDT", side, typ, 123, 6_000_000, tif, 1, client_order_id=coid)
+                    for _ in range(2):  # the template is made, then used
+                        rid, frame = ex._place_frame(o)
+                        got = orjson.loads(frame)
+                        _, ref = ex._frame("order.place", ex._place_params(o), True)
+                        want = orjson.loads(ref)
+                        want["id"] = rid
+                        assert got == want
+                        assert verify("s" * 64, got["params"], got["params"]["signature"])
+                    book.orders.pop(o.client_order_id)
+    o = book.submit("BTCUSDT", 1, OrderType.LIMIT, 1, 1, TimeInForce.GTC, 1)
+    rid, frame = ex._templated(("BTCUSDT", "cancel"), "order.cancel", {"symbol": "BTCUSDT"}, ("origClientOrderId",),
+                               (o.client_order_id,))
+    _, ref = ex._frame("order.cancel", {"symbol": "BTCUSDT", "origClientOrderId": o.client_order_id}, True)
+    want = orjson.loads(ref)
+    want["id"] = rid
+    assert orjson.loads(frame) == want

@@ -117,6 +117,7 @@ class Executor:
         self._stop = False
         self._seen_trades: set[tuple[str, int]] = set()
         self._mac = hmac.new(credentials.api_secret.encode(), digestmod=hashlib.sha256)  # copied per request
+        self._templates: dict[tuple, tuple[str, str]] = {}  # see _templated
 
     def __repr__(self) -> str:
         return f"Executor({self.config.ws_api_url}, {self._cred!r})"
@@ -222,14 +223,50 @@ class Executor:
         rid = next(self._ids)
         return rid, orjson.dumps({"id": rid, "method": method, "params": p})
 
-    def _send_now(self, method: str, params: dict, *, signed: bool) -> tuple[int, asyncio.Future]:
+    def _templated(self, key: tuple, method: str, fixed: dict, names: tuple[str, ...], values: tuple):
+        """A signed request's id and frame, as :meth:`_frame` makes them (the same parameters, the same signature)
+        but from format strings made once per ``key``: the order path's requests differ only in a few ``names``
+        (str values, and ``timestamp``), so the sorted payload and the JSON are filled in, not built. ``values``
+        are those of ``names`` in name order, the timestamp last; ``fixed`` holds the rest but the credentials.
+        A value that would need escaping takes :meth:`_frame`."""
+        for v in values:
+            if '"' in v or "\\" in v or "%" in v or not v.isprintable():
+                return self._frame(method, {**fixed, **dict(zip(names, values))}, True)
+        t = self._templates.get(key)
+        if t is None:
+            t = self._templates[key] = self._make_template(method, fixed, names)
+        payload_fmt, frame_fmt = t
+        ts = self.clock() // 1_000_000
+        mac = self._mac.copy()
+        mac.update((payload_fmt % (*values, ts)).encode())
+        rid = next(self._ids)
+        return rid, (frame_fmt % (rid, *values, ts, mac.hexdigest())).encode()
+
+    def _make_template(self, method: str, fixed: dict, names: tuple[str, ...]) -> tuple[str, str]:
+        p = dict(fixed, apiKey=self._cred.api_key, recvWindow=self.config.recv_window_ms)
+        var = set(names) | {"timestamp"}
+        pay, js = [], []
+        for k in sorted(p.keys() | var):
+            if k in var:
+                pay.append(f"{k}=%s")
+                js.append(f'"{k}":%d' if k == "timestamp" else f'"{k}":"%s"')
+            else:
+                pay.append(f"{k}={p[k]}".replace("%", "%%"))
+                js.append(f"{orjson.dumps(k).decode()}:{orjson.dumps(p[k]).decode()}".replace("%", "%%"))
+        if list(names) != sorted(names) or names[-1] > "timestamp":  # values are passed in name order
+            raise ValueError(f"templated names must be sorted and sort before timestamp: {names}")
+        head = '{"id":%d,"method":' + orjson.dumps(method).decode().replace("%", "%%") + ',"params":{'
+        return "&".join(pay), head + ",".join(js) + ',"signature":"%s"}}'
+
+    def _send_now(self, method: str, params: dict, *, signed: bool, built: tuple | None = None):
         """Write a request to the socket now, from synchronous code (a strategy's callback): no task, no loop
         iteration between the decision and the frame. Returns its id and the future of its answer (the answer is
-        awaited by :meth:`_answer_of`). Raises ConnectionError when the connection cannot take it now."""
+        awaited by :meth:`_answer_of`). Raises ConnectionError when the connection cannot take it now. ``built``:
+        its id and frame, already made."""
         ws = self._ws
         if ws is None:
             raise ConnectionError("not connected")
-        rid, frame = self._frame(method, params, signed)
+        rid, frame = built if built is not None else self._frame(method, params, signed)
         fut = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
         try:
@@ -252,21 +289,36 @@ class Executor:
     def submit(self, o: OwnOrder) -> None:
         """Send ``o`` now (its frame is on the socket when this returns) and apply the answer when it comes; for
         synchronous callers on the loop (a strategy's decision). Same outcome as ``await place(o)``."""
-        try:
-            sent = self._send_now("order.place", self._place_params(o), signed=True)
-        except ConnectionError as exc:
-            sent = exc
-        self.stats["orders_sent"] += 1
-        asyncio.get_running_loop().create_task(self._placed(o, sent))
+        asyncio.get_running_loop().create_task(self._placed(o, self._place_now(o)))
 
     async def place(self, o: OwnOrder) -> None:
         """Send ``o`` (recorded PENDING_NEW in the order book) and apply the answer."""
+        await self._placed(o, self._place_now(o))
+
+    def _place_now(self, o: OwnOrder):
+        """Write ``o``'s ``order.place``; returns what :meth:`_placed` takes (id and future, or the error)."""
         try:
-            sent = self._send_now("order.place", self._place_params(o), signed=True)
+            sent = self._send_now("order.place", None, signed=True, built=self._place_frame(o))
         except ConnectionError as exc:
             sent = exc
         self.stats["orders_sent"] += 1
-        await self._placed(o, sent)
+        return sent
+
+    def _place_frame(self, o: OwnOrder) -> tuple[int, bytes]:
+        """``order.place`` of ``o``: the parameters of :meth:`_place_params`, framed from a template."""
+        ins = self.instruments[o.symbol]
+        typ = o.type
+        side = "BUY" if o.side > 0 else "SELL"
+        fixed = {"symbol": o.symbol, "side": side, "type": typ.name, "newOrderRespType": "RESULT"}
+        if typ == OrderType.LIMIT:
+            fixed["timeInForce"] = o.tif.name
+        qty = ins.lots_to_str(o.qty_lots)
+        if typ == OrderType.MARKET:
+            return self._templated((o.symbol, side, typ, None), "order.place", fixed,
+                                   ("newClientOrderId", "quantity"), (o.client_order_id, qty))
+        return self._templated((o.symbol, side, typ, o.tif if typ == OrderType.LIMIT else None), "order.place", fixed,
+                               ("newClientOrderId", "price", "quantity"),
+                               (o.client_order_id, ins.ticks_to_str(o.px_ticks), qty))
 
     async def _placed(self, o: OwnOrder, sent) -> None:
         try:
@@ -291,16 +343,24 @@ class Executor:
 
     def submit_cancel(self, client_order_id: str) -> None:
         """:meth:`cancel`, its frame sent now (see :meth:`submit`)."""
+        o, sent = self._cancel_now(client_order_id)
+        if o is not None:
+            asyncio.get_running_loop().create_task(self._cancelled(o, client_order_id, sent))
+
+    def _cancel_now(self, client_order_id: str):
+        """Mark the cancel in flight and write its ``order.cancel``; returns (the order or None if there is nothing
+        to cancel, what :meth:`_cancelled` takes)."""
         o = self.orders.cancel_sent(client_order_id, self.clock())
         if o is None:
-            return
+            return None, None
         try:
-            sent = self._send_now("order.cancel", {"symbol": o.symbol, "origClientOrderId": client_order_id},
-                                  signed=True)
+            built = self._templated((o.symbol, "cancel"), "order.cancel", {"symbol": o.symbol},
+                                    ("origClientOrderId",), (client_order_id,))
+            sent = self._send_now("order.cancel", None, signed=True, built=built)
         except ConnectionError as exc:
             sent = exc
         self._notify(o)
-        asyncio.get_running_loop().create_task(self._cancelled(o, client_order_id, sent))
+        return o, sent
 
     async def cancel(self, client_order_id: str) -> None:
         o = self.orders.cancel_sent(client_order_id, self.clock())
