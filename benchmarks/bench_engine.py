@@ -235,7 +235,7 @@ class _Stages:
         return "\n".join(out)
 
 
-def bench_tick_to_order(n: int, busy: bool, stages: bool = False) -> bool:
+def bench_tick_to_order(n: int, busy: bool, stages: bool = False, keep_warm_us: int = 0) -> bool:
     import multiprocessing as mp
 
     from workbench.live import Credentials, Engine, EngineConfig
@@ -274,7 +274,7 @@ def bench_tick_to_order(n: int, busy: bool, stages: bool = False) -> bool:
 
     cfg = EngineConfig(rest=urls["rest"], stream=urls["stream"], ws_api=urls["ws_api"],
                        credentials=Credentials(key.key, key.secret), symbols=("BTCUSDT",),
-                       risk=RiskConfig(max_depth_frac=1.0), control=False)
+                       risk=RiskConfig(max_depth_frac=1.0), control=False, keep_warm_us=keep_warm_us)
     lat: list[int] = []
     load0 = _load()
     try:
@@ -306,6 +306,7 @@ def bench_tick_to_order(n: int, busy: bool, stages: bool = False) -> bool:
         parent.send("stop")
         p.join(10)
     market = "busy market (20x liquidity, a depthUpdate per change)" if busy else "synthetic market (~10 diffs/s)"
+    market += f", keep-warm every {keep_warm_us} us" if keep_warm_us else ", keep-warm off (the default)"
     if len(lat) < 20:
         print(f"tick-to-order, {market}: only {len(lat)} orders measured")
         return False
@@ -373,6 +374,9 @@ def main() -> int:
         ok &= bench_feed(3.0 if args.quick else 10.0)
     if "t2o" in parts:
         ok &= bench_tick_to_order(100 if args.quick else 400, busy=False, stages=args.stages)
+        # the same with the engine's opt-in dry ticks (EngineConfig.keep_warm_us): the figure it buys, and its price
+        # in CPU is in the config's comment
+        bench_tick_to_order(100 if args.quick else 400, busy=False, stages=args.stages, keep_warm_us=1000)
         ok &= bench_tick_to_order(200 if args.quick else 300, busy=True, stages=args.stages)
     if "kill" in parts:
         ok &= bench_kill(5 if args.quick else 20)

@@ -90,12 +90,13 @@ class EngineConfig:
     # start (account.status: quote balances plus base balances at mid). Without a base, the P&L since the start
     # would be the equity: a first small gain a positive peak, and any loss after it a "drawdown" of 100 %
     initial_equity: str | None = None
-    # keep the tick-to-order path warm: after this many us without a market frame, and every as many us while that
-    # lasts, a dry tick runs the path on scratch objects (workbench.live.warm: nothing is sent, no state of the
-    # engine or the strategy changes). A quiet market then finds code and data in the CPU's caches: tick-to-order
-    # p50 ~200 us instead of ~400 us on a 2-vCPU VM. Cost while the market is quiet: one dry tick per period (it
-    # runs some 200 us cold, with the loop's wake-up), ~15-18 % of a core at 1000 us (1.8 % with it off). 0: off
-    keep_warm_us: int = 1000
+    # keep the tick-to-order path warm (opt-in): after this many us without a market frame, and every as many us
+    # while that lasts, a dry tick runs the path on scratch objects (workbench.live.warm: nothing is sent, no state
+    # of the engine or the strategy changes). A quiet market then finds code and data in the CPU's caches:
+    # tick-to-order p50 ~250 us instead of ~400 us on a 2-vCPU VM. Its price: ~15-18 % of a core at 1000 us while
+    # the market is quiet (1.8 % without), and a frame that lands during a dry tick waits for it. Off by default:
+    # hundreds of us matter on a colocated box, not behind a laptop's milliseconds to the exchange. 0: off
+    keep_warm_us: int = 0
 
     def __post_init__(self) -> None:
         if not self.symbols:
@@ -421,7 +422,8 @@ class Engine:
         try:
             while True:
                 await asyncio.sleep(period_ns / 1e9)
-                if self._strategy_on and not self._closing and time.perf_counter_ns() - self.feed.recv_perf_ns >= period_ns:
+                quiet_ns = time.perf_counter_ns() - self.feed.recv_perf_ns
+                if self._strategy_on and not self._closing and quiet_ns >= period_ns:
                     warmer.tick()
         except Exception:
             log.warning("keep-warm off: a dry tick failed", exc_info=True)
