@@ -146,17 +146,23 @@ def test_kill_9_mid_burst_then_restart_loses_no_fill(tmp_path):
                 restored.append(open_at_kill)
                 assert seen.position == seen.venue_base - base0  # missed fills included
                 ids = journal_fill_ids(path)
+                now_ids = {e.fill.trade_id for e in rig.venue.fills_of(USER)}
                 assert len(ids) == len(set(ids))  # each once
-                assert set(ids) == venue_ids  # zero lost (nothing happened at the venue since: the checker is idle)
+                assert venue_ids <= set(ids)  # zero lost
+                # none invented; the checker is idle, but a restored bid resting on may fill since the restart
+                late = set(ids) - venue_ids
+                assert late <= now_ids
                 if missing:
-                    assert eng.counters["fills"] == len(missing)
+                    assert eng.counters["fills"] == len(missing) + len(late)
                     assert any("missed_fills" in f for f in alerts(eng))
             finally:
                 stop_all(eng)
         assert max(restored) >= 1, "no open order to restore at either kill: the test did not exercise the restore"
         # the venue's own API says the same, and the sweeps were fills the journal could only learn from it
         api_ids = [t["id"] for t in my_trades(rig)]
+        venue_ids = {e.fill.trade_id for e in rig.venue.fills_of(USER)}  # the engine has stopped: no fill since
         assert sorted(api_ids) == sorted(venue_ids) and len(api_ids) == len(set(api_ids))
+        assert set(journal_fill_ids(path)) == venue_ids
         swept_fills = {e.fill.trade_id for e in rig.venue.fills_of(USER) if e.order.order_id in swept}
         assert swept_fills and swept_fills <= set(journal_fill_ids(path))
         with Journal(path) as j:
