@@ -178,7 +178,7 @@ def test_1021_on_reconnect_is_survived_once_the_clock_is_corrected(tmp_path):
     with trading(tmp_path, seed=27) as (rig, eng, prober, path):
         eng.pause()  # no order on the way: the subscription alone meets the wrong clock
         eng.executor.clock = lambda: time.time_ns() - 30_000_000_000
-        eng._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(eng.executor._ws.close()))
+        eng._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(eng.executor.connection.close()))
         wait_for(lambda: faults_of(path, "clock"), 20, "the subscription's -1021 reported")
         wait_for(lambda: faults_of(path, "clock_corrected"), 20, "the clock checked and corrected")
         wait_for(lambda: eng.executor.ready.is_set(), 20, "the order connection back")

@@ -1,6 +1,7 @@
 """The executor against the simulated venue over loopback: orders placed, acknowledged, filled, cancelled with the
 state machine of the backtests; and each fault: a refused order (-2010), a timestamp outside the window (-1021),
-an order flood (-1015 / 429), an unknown execution status reconciled, a disconnect reconciled, serverShutdown."""
+an order flood (-1015 / 429), an unknown execution status reconciled, a disconnect reconciled, serverShutdown.
+Each test that talks to the venue runs on both transports (picows and the websockets fallback)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import contextlib
 import time
 
 import orjson
+import pytest
 
 from tests.venue.test_server import INS, TAKER, USER, make_engine
 from workbench.live.executor import Credentials, Executor, ExecutorConfig
@@ -19,6 +21,14 @@ from workbench.venue.protocol import ProtocolConfig
 from workbench.venue.server import VenueServer
 
 S = OrderState
+
+
+@pytest.fixture(params=["picows", "websockets"])
+def transport(request):
+    """The executor's websocket client: the fast one and the fallback."""
+    if request.param == "picows":
+        pytest.importorskip("picows")
+    return request.param
 
 
 def run(coro):
@@ -34,14 +44,16 @@ async def until(pred, timeout=10.0, what=""):
 
 
 class Rig:
-    def __init__(self, eng, server, key, clock=time.time_ns):
+    def __init__(self, eng, server, key, clock=time.time_ns, transport="auto", **xcfg):
         self.eng, self.server = eng, server
         self.book = OrderBook("t")
         self.fills, self.status = [], []
-        self.ex = Executor(ExecutorConfig(ws_api_url=server.urls["ws_api"], reconnect_min_s=0.05),
+        xcfg = {"ws_api_url": server.urls["ws_api"], "reconnect_min_s": 0.05, "transport": transport, **xcfg}
+        self.ex = Executor(ExecutorConfig(**xcfg),
                            Credentials(key.key, key.secret), {"BTCUSDT": INS}, self.book,
                            on_fill=lambda o, *f: self.fills.append((o.client_order_id, *f)),
                            on_status=lambda what, detail: self.status.append(what), clock=clock)
+        assert self.ex.transport == transport or transport == "auto"
         self.task = asyncio.create_task(self.ex.run())
 
     def order(self, side=1, qty=100_000, px=6_000_000, type=OrderType.LIMIT):
@@ -50,17 +62,30 @@ class Rig:
     async def close(self):
         await self.ex.stop()
         await asyncio.wait_for(self.task, 10)
+        assert self.ex.connection is None and not self.ex._pending
+        for _ in range(3):  # the tasks it started (orders' answers, status queries) end with it
+            await asyncio.sleep(0)
+        assert _executor_tasks() == []
+
+
+def _executor_tasks() -> list[asyncio.Task]:
+    """The unfinished tasks running the executor's code."""
+    import workbench.live.executor as mod
+
+    return [t for t in asyncio.all_tasks() if not t.done() and t is not asyncio.current_task()
+            and t.get_coro().cr_code.co_filename == mod.__file__]
 
 
 @contextlib.asynccontextmanager
-async def rig(clock=time.time_ns, **pcfg):
-    """A venue on a free port and a connected executor for the body; both stopped after it."""
+async def rig(clock=time.time_ns, transport="auto", xcfg=None, key=None, **pcfg):
+    """A venue on a free port and a connected executor (on ``transport``, with ExecutorConfig's ``xcfg``, the API
+    ``key``: default a new one) for the body; both stopped after it."""
     eng = make_engine()
-    key = new_api_key(USER)
+    key = key or new_api_key(USER)
     server = VenueServer(eng, [key], protocol_config=ProtocolConfig(**pcfg) if pcfg else None)
     await server.start()
     try:
-        r = Rig(eng, server, key, clock)
+        r = Rig(eng, server, key, clock, transport, **(xcfg or {}))
         try:
             await asyncio.wait_for(r.ex.ready.wait(), 10)
             yield r
@@ -70,9 +95,9 @@ async def rig(clock=time.time_ns, **pcfg):
         await server.stop()
 
 
-def test_place_fill_cancel_through_the_state_machine():
+def test_place_fill_cancel_through_the_state_machine(transport):
     async def scenario():
-        async with rig() as r:
+        async with rig(transport=transport) as r:
             o = r.order(px=6_000_000, qty=200_000)  # joins the bid of 1 BTC at 60000.00
             await r.ex.place(o)
             assert o.state is S.NEW and o.order_id > 0
@@ -90,9 +115,9 @@ def test_place_fill_cancel_through_the_state_machine():
     run(scenario())
 
 
-def test_refusals_are_rejections_with_binances_message():
+def test_refusals_are_rejections_with_binances_message(transport):
     async def scenario():
-        async with rig() as r:
+        async with rig(transport=transport) as r:
             bad = r.order(px=10**14)  # beyond the PRICE_FILTER maximum
             await r.ex.place(bad)
             assert bad.state is S.REJECTED and bad.reason.startswith("-1013")
@@ -104,7 +129,7 @@ def test_refusals_are_rejections_with_binances_message():
     run(scenario())
 
 
-def test_a_clock_outside_recv_window_is_reported_and_retried_not_taken_for_a_bad_key():
+def test_a_clock_outside_recv_window_is_reported_and_retried_not_taken_for_a_bad_key(transport):
     """-1021 on the subscription is the clock, which the engine can correct (see test_engine_faults): reported as
     "clock" and retried with backoff; a refused key is not retried (the test below)."""
     async def scenario():
@@ -112,7 +137,8 @@ def test_a_clock_outside_recv_window_is_reported_and_retried_not_taken_for_a_bad
         key = new_api_key(USER)
         async with VenueServer(eng, [key]) as server:
             status = []
-            ex = Executor(ExecutorConfig(ws_api_url=server.urls["ws_api"], max_reconnects=2, reconnect_min_s=0.01),
+            ex = Executor(ExecutorConfig(ws_api_url=server.urls["ws_api"], max_reconnects=2, reconnect_min_s=0.01,
+                                         transport=transport),
                           Credentials(key.key, key.secret), {"BTCUSDT": INS}, OrderBook("t"),
                           on_status=lambda what, detail: status.append((what, detail)),
                           clock=lambda: time.time_ns() - 30 * 1_000_000_000)  # 30 s behind
@@ -124,13 +150,13 @@ def test_a_clock_outside_recv_window_is_reported_and_retried_not_taken_for_a_bad
     run(scenario())
 
 
-def test_a_refused_key_is_not_retried():
+def test_a_refused_key_is_not_retried(transport):
     async def scenario():
         eng = make_engine()
         key = new_api_key(USER)
         async with VenueServer(eng, [key]) as server:
             status = []
-            ex = Executor(ExecutorConfig(ws_api_url=server.urls["ws_api"], reconnect_min_s=0.01),
+            ex = Executor(ExecutorConfig(ws_api_url=server.urls["ws_api"], reconnect_min_s=0.01, transport=transport),
                           Credentials(key.key, "not-the-secret"), {"BTCUSDT": INS}, OrderBook("t"),
                           on_status=lambda what, detail: status.append((what, detail)))
             await asyncio.wait_for(ex.run(), 10)  # returns at once: retrying a bad key would not help
@@ -139,9 +165,9 @@ def test_a_refused_key_is_not_retried():
     run(scenario())
 
 
-def test_an_order_flood_is_refused_with_429():
+def test_an_order_flood_is_refused_with_429(transport):
     async def scenario():
-        async with rig(orders_per_10s=3) as r:
+        async with rig(transport=transport, orders_per_10s=3) as r:
             orders = [r.order(px=5_990_000 - i) for i in range(5)]
             for o in orders:
                 await r.ex.place(o)
@@ -152,9 +178,9 @@ def test_an_order_flood_is_refused_with_429():
     run(scenario())
 
 
-def test_an_unknown_execution_status_is_reconciled_with_order_status():
+def test_an_unknown_execution_status_is_reconciled_with_order_status(transport):
     async def scenario():
-        async with rig() as r:
+        async with rig(transport=transport) as r:
             r.server.protocol.faults.unknown_status("order.place")
             o = r.order()
             await r.ex.place(o)
@@ -165,9 +191,9 @@ def test_an_unknown_execution_status_is_reconciled_with_order_status():
     run(scenario())
 
 
-def test_a_disconnect_then_reconnect_reconciles_what_happened_meanwhile():
+def test_a_disconnect_then_reconnect_reconciles_what_happened_meanwhile(transport):
     async def scenario():
-        async with rig() as r:
+        async with rig(transport=transport) as r:
             o = r.order(px=6_000_000, qty=100_000)
             await r.ex.place(o)
             r.server.disconnect_all()
@@ -181,17 +207,122 @@ def test_a_disconnect_then_reconnect_reconciles_what_happened_meanwhile():
     run(scenario())
 
 
-def test_server_shutdown_makes_the_client_reconnect():
+def test_server_shutdown_makes_the_client_reconnect(transport):
     async def scenario():
-        async with rig() as r:
+        async with rig(transport=transport) as r:
             assert r.server.send_server_shutdown() == 1
             await until(lambda: r.ex.stats["reconnects"] >= 1, what="reconnect after serverShutdown")
             assert "server_shutdown" in r.status
+            assert r.ex.stats["disconnects"] == 0  # closed by us, cleanly: not a fault
             o = r.order()
             await r.ex.place(o)
             assert o.state is S.NEW
 
     run(scenario())
+
+
+def test_a_dropped_connection_fails_what_is_in_flight_and_is_survived(transport):
+    """The venue's end goes away without a close frame (a network drop) while a request waits for its answer: the
+    request fails with ConnectionError at once (not at its timeout), nothing can be sent until the executor has
+    reconnected, and it trades again after."""
+    async def scenario():
+        async with rig(transport=transport, xcfg={"request_timeout_s": 30.0, "reconnect_min_s": 0.5}) as r:
+            o = r.order(px=5_990_000)
+            await r.ex.place(o)
+            proto = r.server.protocol
+            orig = proto.handle_ws_api
+
+            def swallow(session, text, *a, **kw):  # the request is read, never answered
+                return [] if '"account.status"' in text else orig(session, text, *a, **kw)
+
+            proto.handle_ws_api = swallow
+            asked = asyncio.create_task(r.ex._request("account.status", {}, signed=True))
+            await until(lambda: r.ex._pending, what="the request in flight")
+            t0 = time.monotonic()
+            for c in list(r.server._api_clients.values()):
+                c.conn.transport.abort()
+            with pytest.raises(ConnectionError):
+                await asked
+            assert time.monotonic() - t0 < 5
+            await until(lambda: r.ex.connection is None, what="the connection gone")
+            assert not r.ex.ready.is_set() and "disconnected" in r.status and r.ex.stats["disconnects"] == 1
+            with pytest.raises(ConnectionError):
+                r.ex._send_now("account.status", {}, signed=True)
+            proto.handle_ws_api = orig
+            await until(lambda: r.ex.ready.is_set(), what="the reconnect")
+            assert r.ex.stats["reconnects"] == 1 and r.ex.connection.is_open
+            o2 = r.order(px=5_980_000)
+            await r.ex.place(o2)
+            await r.ex.cancel(o.client_order_id)
+            assert o2.state is S.NEW and o.state is S.CANCELED
+
+    run(scenario())
+
+
+def test_sending_while_closing_raises_connection_error(transport):
+    async def scenario():
+        async with rig(transport=transport) as r:
+            conn = r.ex.connection
+            closing = asyncio.ensure_future(conn.close())
+            await asyncio.sleep(0)  # the close frame is out
+            assert not conn.is_open
+            with pytest.raises(ConnectionError):
+                conn.send_text(b"{}")
+            with pytest.raises(ConnectionError):
+                r.ex._send_now("account.status", {}, signed=True)
+            await closing
+            await until(lambda: r.ex.ready.is_set() and r.ex.connection is not conn, what="the reconnect")
+
+    run(scenario())
+
+
+def test_both_transports_put_the_same_frames_on_the_wire():
+    """The same session (subscription, orders placed and cancelled by every path, queries) on picows and on
+    websockets: the venue reads the same text frames, byte for byte (a fixed clock makes the timestamps and so
+    the signatures equal)."""
+    pytest.importorskip("picows")
+    t_ns, key = time.time_ns(), new_api_key(USER)
+
+    async def session(transport):
+        frames = []
+        async with rig(clock=lambda: t_ns, transport=transport, xcfg={"recv_window_ms": 60_000}, key=key) as r:
+            proto = r.server.protocol
+            orig = proto.handle_ws_api
+
+            def handle(session, text, *a, **kw):
+                frames.append(text)
+                return orig(session, text, *a, **kw)
+
+            proto.handle_ws_api = handle
+            a = r.order(px=5_990_000)
+            await r.ex.place(a)
+            b = r.order(side=-1, px=6_100_000, qty=50_000)
+            r.ex.submit(b)  # the synchronous path (templated frames)
+            await until(lambda: b.state is S.NEW, what="the submitted order")
+            m = r.order(side=1, type=OrderType.MARKET, qty=10_000)
+            await r.ex.place(m)
+            r.ex.submit_cancel(b.client_order_id)
+            await until(lambda: b.state is S.CANCELED, what="the submitted cancel")
+            await r.ex.cancel(a.client_order_id)  # the general framing
+            assert await r.ex.venue_open_orders("BTCUSDT") == []
+            assert await r.ex.account_balances()
+            assert a.state is S.CANCELED and m.state is S.FILLED
+        return frames
+
+    on_picows, on_websockets = run(session("picows")), run(session("websockets"))
+    assert len(on_picows) == 7 and on_picows == on_websockets
+
+
+def test_the_transport_is_checked():
+    from workbench.exceptions import ConfigError
+
+    with pytest.raises(ConfigError):
+        ExecutorConfig(ws_api_url="ws://127.0.0.1:9", transport="zeromq")
+    ex = Executor(ExecutorConfig(ws_api_url="ws://127.0.0.1:9", transport="websockets"), Credentials("k" * 64, "s" * 64),
+                  {}, OrderBook("t"))
+    assert ex.transport == "websockets" and ex.connection is None
+    with pytest.raises(ConnectionError):
+        ex._send_now("account.status", {}, signed=True)
 
 
 def test_the_request_signature_is_the_documented_one():

@@ -175,3 +175,46 @@ def test_keep_warm_config_is_checked():
     with pytest.raises(ConfigError):
         EngineConfig(rest="http://x", stream="ws://x", ws_api="ws://x", credentials=Credentials("k", "s"),
                      symbols=("BTCUSDT",), keep_warm_us=-1)
+
+
+def test_the_dry_connection_frames_as_the_real_one_and_writes_nowhere():
+    """The scratch executor's connection is the real executor's connection class of its transport, over a
+    transport with no socket: ``send_text`` makes the same websocket frame (masked, as a client must), which is
+    counted and dropped; the scratch executor takes the real one's transport."""
+    import asyncio
+    import types
+
+    import pytest
+
+    from workbench.live import executor as ex_mod
+    from workbench.live.executor import Credentials, Executor, ExecutorConfig
+    from workbench.live.warm import _Dropped, _DryExecutor, _dry_connection
+    from workbench.strategy.orders import OrderBook
+
+    def unmasked(data: bytes) -> bytes:
+        assert data[0] == 0x81 and data[1] & 0x80  # FIN + text, masked
+        n, i = data[1] & 0x7F, 2
+        if n == 126:
+            n, i = int.from_bytes(data[2:4], "big"), 4
+        mask, payload = data[i:i + 4], data[i + 4:]
+        assert len(payload) == n
+        return bytes(b ^ mask[k % 4] for k, b in enumerate(payload))
+
+    async def scenario():
+        transports = ["websockets"] + (["picows"] if ex_mod.picows is not None else [])
+        for transport in transports:
+            dropped = _Dropped()
+            conn = _dry_connection(transport, dropped)
+            assert type(conn).__name__ == {"picows": "_PicowsConnection", "websockets": "_WebsocketsConnection"}[transport]
+            for frame in (b'{"id":1,"method":"order.place"}', b'{"x":"' + b"y" * 300 + b'"}'):
+                conn.send_text(frame)
+                assert unmasked(bytes(dropped.last)) == frame
+            assert dropped.frames == 2 and conn.is_open
+            real = Executor(ExecutorConfig(ws_api_url="ws://127.0.0.1:9", transport=transport),
+                            Credentials("k" * 64, "s" * 64), {}, OrderBook("t"))
+            dry = _DryExecutor(real, OrderBook("d"), types.SimpleNamespace(_on_order=None, _on_fill=None))
+            assert dry.transport == transport and type(dry.connection) is type(conn)
+        if ex_mod.picows is None:
+            pytest.skip("picows is not installed")
+
+    asyncio.run(scenario())

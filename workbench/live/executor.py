@@ -13,11 +13,17 @@ window, -1015 / 429 too many orders, filter failures, ...); an answer that says 
 yet final. A refused user-data subscription ends :meth:`Executor.run` (a bad key does not get better), except
 -1021: that is the clock, reported as status ``clock`` (the engine checks and corrects it) and retried with backoff.
 Secrets are only used to sign: never in a repr, a log line or a message other than the signature.
+
+Transport: ``picows`` where it is installed (a C websocket client: it frames and masks a request in C and writes
+it to the socket in the same call, where ``websockets`` spends ~17 us of Python), else ``websockets``;
+``ExecutorConfig.transport`` chooses. Either is reached through one small interface, :class:`Connection`
+(``send_text``, ``close``, ``is_open``): the keep-warm dry connection, the tests and the benchmark use it too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import itertools
@@ -26,7 +32,7 @@ import os
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -42,7 +48,12 @@ from workbench.strategy.orders import OrderBook, OrderState, OwnOrder
 from workbench.venue.api import OrderType
 from workbench.venue.signing import signature_payload
 
-__all__ = ["Credentials", "ExecutorConfig", "Executor"]
+try:  # the fast transport (optional: websockets is the fallback)
+    import picows
+except ImportError:  # pragma: no cover - depends on the installation
+    picows = None
+
+__all__ = ["Connection", "Credentials", "ExecutorConfig", "Executor"]
 
 log = logging.getLogger("workbench.executor")
 
@@ -86,6 +97,13 @@ class ExecutorConfig:
     reconnect_max_s: float = 5.0
     jitter: float = 0.25
     max_reconnects: int | None = None
+    transport: str = "auto"            # "picows", "websockets", or "auto": picows where installed
+
+    def __post_init__(self) -> None:
+        if self.transport not in ("auto", "picows", "websockets"):
+            raise ConfigError("transport must be 'auto', 'picows' or 'websockets'")
+        if self.transport == "picows" and picows is None:
+            raise ConfigError("transport='picows' but picows is not installed (pip install picows)")
 
 
 class Executor:
@@ -113,7 +131,7 @@ class Executor:
         self.ready = asyncio.Event()
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future] = {}
-        self._ws = None
+        self._conn: Connection | None = None
         self._stop = False
         self._seen_trades: set[tuple[str, int]] = set()
         self._mac = hmac.new(credentials.api_secret.encode(), digestmod=hashlib.sha256)  # copied per request
@@ -123,17 +141,31 @@ class Executor:
         return f"Executor({self.config.ws_api_url}, {self._cred!r})"
 
     # -- connection ---------------------------------------------------------------------------------------------------
+    @property
+    def transport(self) -> str:
+        """The websocket client in use: "picows" or "websockets"."""
+        t = self.config.transport
+        return ("picows" if picows is not None else "websockets") if t == "auto" else t
+
+    @property
+    def connection(self) -> Connection | None:
+        """The order connection while one is up (open or closing), else None."""
+        return self._conn
+
     async def run(self) -> None:
         """Connect, subscribe to user data, reconcile, serve requests; reconnect after faults until :meth:`stop`."""
         cfg = self.config
         backoff, attempts = cfg.reconnect_min_s, 0
+        errors: tuple = (OSError, ConnectionClosed, asyncio.TimeoutError, websockets.InvalidHandshake)
+        if picows is not None:
+            errors += (picows.WSError,)
+        connect = self._connect_picows if self.transport == "picows" else self._connect_websockets
         while not self._stop:
-            reader = None
             try:
-                async with websockets.connect(cfg.ws_api_url, compression=None, max_queue=1024,
-                                              open_timeout=10) as ws:
-                    self._ws = ws
-                    reader = asyncio.create_task(self._read(ws))
+                async with connect(cfg.ws_api_url) as conn:
+                    self._conn = conn
+                    if self._stop:  # stopped while connecting: closed on the way out
+                        break
                     r = await self._request("userDataStream.subscribe.signature", {}, signed=True)
                     if "error" in r:
                         e = r["error"]
@@ -147,25 +179,20 @@ class Executor:
                     await self.reconcile()
                     backoff = cfg.reconnect_min_s
                     self.ready.set()
-                    await reader
+                    await conn.wait_closed()
             except ConfigError as exc:  # refused (bad key, clock outside recvWindow): retrying would not help
                 self.stats["refused"] += 1
                 self.on_status("refused", str(exc))
                 break
-            except (OSError, ConnectionClosed, asyncio.TimeoutError, websockets.InvalidHandshake) as exc:
+            except errors as exc:
                 if self._stop:
                     break
                 self.stats["disconnects"] += 1
                 self.on_status("disconnected", f"{type(exc).__name__}: {exc}")
             finally:
                 self.ready.clear()
-                self._ws = None
-                if reader is not None:
-                    reader.cancel()
-                for f in self._pending.values():
-                    if not f.done():
-                        f.set_exception(ConnectionError("disconnected"))
-                self._pending.clear()
+                self._conn = None
+                self._fail_pending()
             attempts += 1
             if self._stop or (cfg.max_reconnects is not None and attempts > cfg.max_reconnects):
                 break
@@ -173,13 +200,48 @@ class Executor:
             backoff = min(backoff * 2, cfg.reconnect_max_s)
 
     async def stop(self) -> None:
+        """Close the connection (a closing handshake); :meth:`run` returns."""
         self._stop = True
-        if self._ws is not None:
-            await self._ws.close()
+        if self._conn is not None:
+            await self._conn.close()
+
+    def _fail_pending(self) -> None:
+        for f in self._pending.values():
+            if not f.done():
+                f.set_exception(ConnectionError("disconnected"))
+        self._pending.clear()
+
+    @contextlib.asynccontextmanager
+    async def _connect_websockets(self, url: str) -> AsyncIterator[Connection]:
+        async with websockets.connect(url, compression=None, max_queue=1024, open_timeout=10) as ws:
+            conn = _WebsocketsConnection(ws)
+            reader = conn.reader = asyncio.create_task(self._read(ws))
+            try:
+                yield conn
+            finally:
+                reader.cancel()
 
     async def _read(self, ws) -> None:
         async for text in ws:
             self.handle_message(text)
+
+    @contextlib.asynccontextmanager
+    async def _connect_picows(self, url: str) -> AsyncIterator[Connection]:
+        """A picows connection whose listener hands each message to :meth:`handle_message` as it is read (an
+        exception there ends the connection, and :meth:`Connection.wait_closed` raises it, as a websockets reader
+        task would). The pending requests fail as soon as it is gone."""
+        closed = asyncio.get_running_loop().create_future()
+        transport, listener = await asyncio.wait_for(picows.ws_connect(
+            lambda: _PicowsListener(self.handle_message, self._fail_pending, closed), url,
+            websocket_handshake_timeout=10, enable_auto_pong=True, enable_auto_ping=True, auto_ping_idle_timeout=20,
+            auto_ping_reply_timeout=20, max_frame_size=1 << 24), 10)
+        conn = _PicowsConnection(transport, listener)
+        try:
+            yield conn
+        finally:
+            await conn.close()
+            if listener.error is not None:  # the handler's own fault: not the connection's
+                raise listener.error
 
     def handle_message(self, text: str | bytes) -> None:
         """One frame from the venue: an answer (to its waiting request) or a user-data event."""
@@ -199,8 +261,8 @@ class Executor:
             elif ev.get("e") == "serverShutdown":
                 self.stats["server_shutdown"] += 1
                 self.on_status("server_shutdown", "the venue asks clients to reconnect")
-                if self._ws is not None:
-                    asyncio.ensure_future(self._ws.close())
+                if self._conn is not None:
+                    asyncio.ensure_future(self._conn.close())
             return
         f = self._pending.pop(msg.get("id"), None)
         if f is not None and not f.done():
@@ -263,14 +325,14 @@ class Executor:
         iteration between the decision and the frame. Returns its id and the future of its answer (the answer is
         awaited by :meth:`_answer_of`). Raises ConnectionError when the connection cannot take it now. ``built``:
         its id and frame, already made."""
-        ws = self._ws
-        if ws is None:
+        conn = self._conn
+        if conn is None:
             raise ConnectionError("not connected")
         rid, frame = built if built is not None else self._frame(method, params, signed)
         fut = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
         try:
-            _write_now(ws, frame)
+            conn.send_text(frame)
         except Exception:
             self._pending.pop(rid, None)
             raise
@@ -472,7 +534,7 @@ class Executor:
 
     async def _status_later(self, o: OwnOrder) -> None:
         await asyncio.sleep(0)
-        if self._ws is not None:
+        if self._conn is not None and self._conn.is_open:
             await self.reconcile()
 
     def _apply_view(self, v: dict, source: str) -> bool:
@@ -524,15 +586,156 @@ class Executor:
         self.on_order(o)
 
 
-def _write_now(ws, frame: bytes) -> None:
-    """Write one text frame to a websockets connection from synchronous code, as ``await ws.send(text)`` would
-    (websockets' own sans-I/O protocol frames it; the connection writes it to the transport), without its
-    coroutine. Flow control is left to the transport's buffer (order frames are small and few). Raises
-    ConnectionError when the connection is not open or a fragmented message is being sent."""
-    if ws.protocol.state is not State.OPEN or ws.send_in_progress is not None:
-        raise ConnectionError("the connection cannot send now")
-    ws.protocol.send_text(frame)
-    ws.send_data()
+class Connection:
+    """The executor's order connection, whatever websocket client is under it: what the executor, the keep-warm
+    dry path, the tests and the benchmark use of it.
+
+    ``send_text(frame)`` writes one request (a JSON text frame, given as UTF-8 bytes) now, from synchronous code:
+    framed, masked and handed to the transport before it returns (flow control is left to the transport's buffer:
+    order frames are small and few); raises ConnectionError when the connection cannot send (not open, closing).
+    ``close()`` (awaitable) closes it with a closing handshake; ``is_open`` says whether ``send_text`` may be
+    called; ``wait_closed()`` returns once it is closed cleanly (by either side) and raises when it was lost."""
+
+    @property
+    def is_open(self) -> bool:
+        raise NotImplementedError
+
+    def send_text(self, frame: bytes) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def wait_closed(self) -> None:
+        raise NotImplementedError
+
+
+class _WebsocketsConnection(Connection):
+    """A websockets client connection; ``reader`` is the task reading it (see :meth:`Executor._read`)."""
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.reader: asyncio.Task | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.ws.protocol.state is State.OPEN and self.ws.send_in_progress is None
+
+    def send_text(self, frame: bytes) -> None:
+        """As ``await ws.send(text)`` would (websockets' own sans-I/O protocol frames and masks it; the connection
+        writes it to the transport), without its coroutine. A fragmented message being sent cannot be
+        interleaved: ConnectionError too."""
+        ws = self.ws
+        if ws.protocol.state is not State.OPEN or ws.send_in_progress is not None:
+            raise ConnectionError("the connection cannot send now")
+        ws.protocol.send_text(frame)
+        ws.send_data()
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+    async def wait_closed(self) -> None:
+        await self.reader  # ends when the connection does: cleanly, or raising ConnectionClosedError
+
+
+class _PicowsConnection(Connection):
+    """A picows client connection (its ``transport``); ``listener`` is its :class:`_PicowsListener` (None for a
+    connection that is never read, as the keep-warm dry one)."""
+
+    def __init__(self, transport, listener=None) -> None:
+        self.transport = transport
+        self.listener = listener
+        self._closing = False  # we began the closing handshake
+
+    @property
+    def is_open(self) -> bool:
+        tr = self.transport
+        return not (tr.is_close_frame_sent or tr.is_disconnected)
+
+    def send_text(self, frame: bytes) -> None:
+        """picows frames and masks it in C and writes it to the socket in the same call (to the transport's buffer
+        when the socket would block or data is queued already)."""
+        tr = self.transport
+        if tr.is_close_frame_sent or tr.is_disconnected:  # picows would drop the frame without a word
+            raise ConnectionError("the connection cannot send now")
+        tr.send(_TEXT, frame)
+
+    async def close(self, timeout_s: float = 5.0) -> None:
+        """Send a close frame, wait up to ``timeout_s`` for the venue's, then close the socket."""
+        tr = self.transport
+        self._closing = True
+        if not tr.is_disconnected:
+            if not tr.is_close_frame_sent:
+                tr.send_close(picows.WSCloseCode.OK)
+            if self.listener is not None:  # the venue's close frame makes the listener close the socket
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self.listener.closed), timeout_s)
+            tr.disconnect()
+        if self.listener is not None:
+            await asyncio.shield(self.listener.closed)
+
+    async def wait_closed(self) -> None:
+        await asyncio.shield(self.listener.closed)
+        code = self.listener.close_code
+        if not self._closing and code not in _CLEAN_CLOSE:  # as websockets' ConnectionClosedError
+            raise ConnectionError("the connection was lost" if code is None else
+                                  f"the venue closed the connection: {int(code)}")
+
+
+if picows is not None:
+
+    class _PicowsListener(picows.WSListener):
+        """Each complete message of a picows connection (fragments reassembled) to ``on_message``, synchronously
+        as it is read. An exception there is kept in ``error`` and closes the connection (1011): the executor
+        raises it, as it does an exception of its websockets reader. ``on_disconnected()`` runs when the socket is
+        closed, then ``closed`` is done."""
+
+        def __init__(self, on_message: Callable[[bytes], None], on_disconnected: Callable[[], None],
+                     closed: asyncio.Future) -> None:
+            super().__init__()
+            self.on_message = on_message
+            self.on_disconnected = on_disconnected
+            self.closed = closed
+            self.close_code = None          # the venue's close frame's code
+            self.error: Exception | None = None
+            self.part: list[bytes] = []     # a fragmented message being reassembled
+
+        def on_ws_frame(self, transport, frame) -> None:
+            t = frame.msg_type
+            if t == _TEXT or t == _BINARY:
+                if frame.fin:
+                    self._deliver(transport, frame.get_payload_as_bytes())
+                else:
+                    self.part = [frame.get_payload_as_bytes()]
+            elif t == _CONTINUATION:
+                if self.part:  # (a stray continuation is dropped)
+                    self.part.append(frame.get_payload_as_bytes())
+                    if frame.fin:
+                        text, self.part = b"".join(self.part), []
+                        self._deliver(transport, text)
+            elif t == _CLOSE:
+                code = self.close_code = frame.get_close_code()
+                if not transport.is_close_frame_sent:  # the venue's code echoed (none: 1000)
+                    transport.send_close(code if code != picows.WSCloseCode.NO_INFO else picows.WSCloseCode.OK)
+                transport.disconnect()
+
+        def _deliver(self, transport, text: bytes) -> None:
+            try:
+                self.on_message(text)
+            except Exception as exc:
+                self.error = exc
+                if not transport.is_close_frame_sent:
+                    transport.send_close(picows.WSCloseCode.INTERNAL_ERROR)
+                transport.disconnect()
+
+        def on_ws_disconnected(self, transport) -> None:
+            self.on_disconnected()
+            if not self.closed.done():
+                self.closed.set_result(None)
+
+    _TEXT, _BINARY, _CONTINUATION, _CLOSE = (picows.WSMsgType.TEXT, picows.WSMsgType.BINARY,
+                                             picows.WSMsgType.CONTINUATION, picows.WSMsgType.CLOSE)
+    _CLEAN_CLOSE = (picows.WSCloseCode.OK, picows.WSCloseCode.GOING_AWAY, picows.WSCloseCode.NO_INFO)
 
 
 def _units(ins: Instrument, amount: str) -> int:

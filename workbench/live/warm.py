@@ -5,7 +5,8 @@ itself idle): the ~50 us of Python from socket read to order frame then costs 30
 engine runs the same path in a dry mode while idle (:class:`Warmer`, every ``EngineConfig.keep_warm_us``): a canned
 depth diff through a scratch feed client (the same kernels, into a scratch book), a copy of the strategy deciding
 against a scratch engine (its own risk guard and order book), orders framed and signed by a scratch executor
-whose connection is a websockets protocol object with no socket: frames go to a scratch counter.
+whose connection is the real executor's kind of :class:`~workbench.live.executor.Connection` (picows's C framing
+and masking, or websockets' protocol) over a transport with no socket: frames go to a scratch counter.
 
 Nothing of the real engine is written: not its books, orders, positions, counters, journal, guard or strategy
 (the strategy is deep-copied once, its references to the engine and its environment redirected to the scratch
@@ -15,6 +16,7 @@ journals nothing.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
 import logging
@@ -24,8 +26,9 @@ from websockets.client import ClientProtocol
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
+from workbench.live import executor as ex_mod
 from workbench.live.engine import Engine, _LiveEnv
-from workbench.live.executor import Executor, ExecutorConfig
+from workbench.live.executor import Connection, Executor, ExecutorConfig
 from workbench.live.feed import FeedClient
 from workbench.strategy.base import Strategy
 from workbench.strategy.orders import OrderBook, OrderState
@@ -71,10 +74,10 @@ class Warmer:
         now = time.time_ns()
         feed.recv_perf_ns = time.perf_counter_ns()
         frame = template % (now // 1_000_000, uid, uid, qty)
-        sent = ex.conn.frames
+        sent = ex.dropped.frames
         self._real.feed.book(symbol).top()  # the real book's touch into the caches (a read)
         feed.handle_frames([frame], now)
-        if ex.conn.frames == sent:  # the strategy decided nothing: the order path runs anyway
+        if ex.dropped.frames == sent:  # the strategy decided nothing: the order path runs anyway
             opened = scr.orders.open_orders(symbol)
             if opened:
                 scr.env.cancel(opened[0])
@@ -84,7 +87,7 @@ class Warmer:
                     scr.env.limit(1, 1, max(1, bid - 100), symbol=symbol, post_only=True)
         self._settle()
         self.ticks += 1
-        self.frames = ex.conn.frames
+        self.frames = ex.dropped.frames
 
     def _settle(self) -> None:
         """The scratch venue answers at once: placed orders are acknowledged, cancels done."""
@@ -139,32 +142,84 @@ class Warmer:
                                                                           symbol.encode()))
 
 
-class _DryConnection:
-    """The order connection of the scratch executor: websockets' own framing (a client protocol, open), the frames
-    counted and dropped; no socket."""
+class _Dropped:
+    """Where the scratch executor's frames go: counted and dropped (the last one's bytes kept, for tests)."""
 
     def __init__(self) -> None:
+        self.frames = 0
+        self.last = b""
+
+
+def _dry_connection(transport: str, dropped: _Dropped) -> Connection:
+    """The executor's connection class of ``transport`` over a transport with no socket: ``send_text`` runs the
+    real one's code (the same checks, the same framing and masking), and the frame lands in ``dropped``."""
+    if transport == "picows":
+        tr = ex_mod.picows.WSTransport(True, _NoSocketTransport(dropped), log, asyncio.get_running_loop())
+        return ex_mod._PicowsConnection(tr)
+    return ex_mod._WebsocketsConnection(_NoSocketWebsocket(dropped))
+
+
+class _NoFd:
+    @staticmethod
+    def fileno() -> int:
+        return -1  # not a descriptor: a system call on it fails (EBADF) and writes nothing
+
+
+class _NoSocketTransport:
+    """What picows's WSTransport reads of an asyncio transport, writing nowhere. It says a byte is queued already,
+    so picows frames and masks each frame as it does for the socket, then hands it to :meth:`write` (its path when
+    the socket's buffer is not empty) instead of calling ``send()``; the socket it is given is no socket anyway."""
+
+    def __init__(self, dropped: _Dropped) -> None:
+        self.dropped = dropped
+
+    def get_extra_info(self, name: str, default=None):
+        return _NoFd() if name == "socket" else default
+
+    def get_write_buffer_size(self) -> int:
+        return 1
+
+    def write(self, data) -> None:
+        if data:
+            self.dropped.frames += 1
+            self.dropped.last = data
+
+    def close(self) -> None:
+        pass
+
+    abort = close
+
+
+class _NoSocketWebsocket:
+    """What the executor uses of a websockets client connection: websockets' own client protocol, open; the bytes
+    it makes for the socket counted and dropped."""
+
+    def __init__(self, dropped: _Dropped) -> None:
         self.protocol = ClientProtocol(parse_uri("ws://127.0.0.1/"))
         self.protocol.state = State.OPEN
         self.send_in_progress = None
-        self.frames = 0
+        self.dropped = dropped
 
     def send_data(self) -> None:
         for data in self.protocol.data_to_send():
             if data:
-                self.frames += 1
+                self.dropped.frames += 1
+                self.dropped.last = data
 
     async def close(self) -> None:
         pass
 
 
 class _DryExecutor(Executor):
-    """Frames and signs as the executor does, into :class:`_DryConnection`; no task waits for an answer."""
+    """Frames and signs as the executor does, into a connection of the real one's transport with no socket
+    (:func:`_dry_connection`); no task waits for an answer."""
 
     def __init__(self, real: Executor, orders: OrderBook, engine: "_DryEngine") -> None:
-        super().__init__(ExecutorConfig(ws_api_url=real.config.ws_api_url, recv_window_ms=real.config.recv_window_ms),
+        super().__init__(ExecutorConfig(ws_api_url=real.config.ws_api_url, recv_window_ms=real.config.recv_window_ms,
+                                        transport=real.transport),
                          real._cred, real.instruments, orders, on_order=engine._on_order, on_fill=engine._on_fill)
-        self.conn = self._ws = _DryConnection()
+        self.dropped = _Dropped()
+        self._conn = _dry_connection(self.transport, self.dropped)
         self._mac = real._mac  # keyed once: only copied, never updated, so the real one is read (and kept warm)
 
     def submit(self, o) -> None:
