@@ -371,6 +371,11 @@ def test_templated_order_frames_equal_the_general_ones():
                         want["id"] = rid
                         assert got == want
                         assert verify("s" * 64, got["params"], got["params"]["signature"])
+                        p = got["params"]  # and the order's own fields, not only the two framings agreeing
+                        assert (p["type"], p["side"], p["quantity"]) == (typ.name, "BUY" if side > 0 else "SELL",
+                                                                         "0.00123")
+                        assert p.get("price") == (None if typ is OrderType.MARKET else "60000.00")
+                        assert p.get("timeInForce") == (tif.name if typ is OrderType.LIMIT else None)
                     book.orders.pop(o.client_order_id)
     o = book.submit("BTCUSDT", 1, OrderType.LIMIT, 1, 1, TimeInForce.GTC, 1)
     rid, frame = ex._templated(("BTCUSDT", "cancel"), "order.cancel", {"symbol": "BTCUSDT"}, ("origClientOrderId",),

@@ -45,7 +45,7 @@ from websockets.protocol import State
 from workbench.exceptions import ConfigError
 from workbench.instrument import Instrument
 from workbench.strategy.orders import OrderBook, OrderState, OwnOrder
-from workbench.venue.api import OrderType
+from workbench.venue.api import OrderType, TimeInForce
 from workbench.venue.signing import signature_payload
 
 try:  # the fast transport (optional: websockets is the fallback)
@@ -59,6 +59,9 @@ log = logging.getLogger("workbench.executor")
 
 _UNKNOWN = {-1006, -1007}
 _STATE = {s.name: s for s in OrderState}
+_TYPE_NAME = {t: t.name for t in OrderType}  # an enum's .name is a slow property (and the enums' values overlap:
+_TIF_NAME = {t: t.name for t in TimeInForce}  # one table each)
+_PRICED, _UNPRICED = ("newClientOrderId", "price", "quantity"), ("newClientOrderId", "quantity")  # order.place's
 
 
 @dataclass(frozen=True)
@@ -289,11 +292,12 @@ class Executor:
         """A signed request's id and frame, as :meth:`_frame` makes them (the same parameters, the same signature)
         but from format strings made once per ``key``: the order path's requests differ only in a few ``names``
         (str values, and ``timestamp``), so the sorted payload and the JSON are filled in, not built. ``values``
-        are those of ``names`` in name order, the timestamp last; ``fixed`` holds the rest but the credentials.
-        A value that would need escaping takes :meth:`_frame`."""
-        for v in values:
-            if '"' in v or "\\" in v or "%" in v or not v.isprintable():
-                return self._frame(method, {**fixed, **dict(zip(names, values))}, True)
+        are those of ``names`` in name order, the timestamp last; ``fixed`` holds the rest but the credentials (it
+        may hold ``names`` too: ``values`` are used for them). A value that would need escaping takes
+        :meth:`_frame`."""
+        j = "".join(values)  # checked at once: a character is in one of them iff it is in their concatenation
+        if '"' in j or "\\" in j or "%" in j or not j.isprintable():
+            return self._frame(method, {**fixed, **dict(zip(names, values))}, True)
         t = self._templates.get(key)
         if t is None:
             t = self._templates[key] = self._make_template(method, fixed, names)
@@ -369,11 +373,12 @@ class Executor:
     def _place_frame(self, o: OwnOrder) -> tuple[int, bytes]:
         """``order.place`` of ``o``: :meth:`_place_params`, framed from the template of its symbol, side, type and
         time in force (the order's id, price and quantity filled in)."""
-        params = self._place_params(o)
-        names = tuple(n for n in ("newClientOrderId", "price", "quantity") if n in params)
-        fixed = {k: v for k, v in params.items() if k not in names}
-        return self._templated((o.symbol, o.side, o.type, o.tif), "order.place", fixed, names,
-                               tuple(params[n] for n in names))
+        p = self._place_params(o)
+        if "price" in p:
+            names, values = _PRICED, (p["newClientOrderId"], p["price"], p["quantity"])
+        else:
+            names, values = _UNPRICED, (p["newClientOrderId"], p["quantity"])
+        return self._templated((o.symbol, o.side, o.type, o.tif), "order.place", p, names, values)
 
     async def _placed(self, o: OwnOrder, sent) -> None:
         try:
@@ -387,13 +392,13 @@ class Executor:
 
     def _place_params(self, o: OwnOrder) -> dict:
         ins = self.instruments[o.symbol]
-        params = {"symbol": o.symbol, "side": "BUY" if o.side > 0 else "SELL", "type": o.type.name,
+        params = {"symbol": o.symbol, "side": "BUY" if o.side > 0 else "SELL", "type": _TYPE_NAME[o.type],
                   "quantity": ins.lots_to_str(o.qty_lots), "newClientOrderId": o.client_order_id,
                   "newOrderRespType": "RESULT"}
         if o.type != OrderType.MARKET:
             params["price"] = ins.ticks_to_str(o.px_ticks)
         if o.type == OrderType.LIMIT:
-            params["timeInForce"] = o.tif.name
+            params["timeInForce"] = _TIF_NAME[o.tif]
         return params
 
     def submit_cancel(self, client_order_id: str) -> None:
