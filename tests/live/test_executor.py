@@ -345,6 +345,23 @@ def test_the_request_signature_is_the_documented_one():
     assert p["timestamp"] == 1_700_000_000_000 and p["recvWindow"] == 5000
 
 
+def test_the_keyed_hmac_states_sign_as_hmac_does():
+    """The executor signs with HMAC-SHA256 as two SHA-256 states keyed once (RFC 2104 by hand): the same digest as
+    the standard library's for secrets shorter than, as long as, and longer than SHA-256's 64-byte block."""
+    import hashlib
+    import hmac as hmac_
+
+    from workbench.live.executor import _hmac_states
+
+    for n in (0, 1, 32, 63, 64, 65, 200):
+        secret = bytes((7 * i + 3) % 256 for i in range(n))
+        for msg in (b"", b"symbol=BTCUSDT&timestamp=1", b"x" * 1000):
+            inner, outer = (h.copy() for h in _hmac_states(secret))
+            inner.update(msg)
+            outer.update(inner.digest())
+            assert outer.hexdigest() == hmac_.new(secret, msg, hashlib.sha256).hexdigest()
+
+
 def test_templated_order_frames_equal_the_general_ones():
     """order.place and order.cancel are framed from templates: the same parameters and signature as _frame makes
     (every order type and side), and a client order id that would need escaping takes the general way."""

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import hmac
 import itertools
 import logging
 import os
@@ -137,7 +136,7 @@ class Executor:
         self._conn: Connection | None = None
         self._stop = False
         self._seen_trades: set[tuple[str, int]] = set()
-        self._mac = hmac.new(credentials.api_secret.encode(), digestmod=hashlib.sha256)  # copied per request
+        self._mac = _hmac_states(credentials.api_secret.encode())  # keyed once, copied per request
         self._templates: dict[tuple, tuple[str, str]] = {}  # see _templated
 
     def __repr__(self) -> str:
@@ -278,13 +277,14 @@ class Executor:
             p["apiKey"] = self._cred.api_key
             p["timestamp"] = self.clock() // 1_000_000
             p["recvWindow"] = self.config.recv_window_ms
-            mac = self._mac.copy()  # the secret's HMAC state, keyed once
             if all(type(v) is str or type(v) is int for v in p.values()):  # what orders carry: the text is the value
                 payload = "&".join([f"{k}={p[k]}" for k in sorted(p)])
             else:
                 payload = signature_payload(p)
-            mac.update(payload.encode())
-            p["signature"] = mac.hexdigest()
+            inner, outer = self._mac[0].copy(), self._mac[1].copy()
+            inner.update(payload.encode())
+            outer.update(inner.digest())
+            p["signature"] = outer.hexdigest()
         rid = next(self._ids)
         return rid, orjson.dumps({"id": rid, "method": method, "params": p})
 
@@ -303,10 +303,11 @@ class Executor:
             t = self._templates[key] = self._make_template(method, fixed, names)
         payload_fmt, frame_fmt = t
         ts = self.clock() // 1_000_000
-        mac = self._mac.copy()
-        mac.update((payload_fmt % (*values, ts)).encode())
+        inner, outer = self._mac[0].copy(), self._mac[1].copy()
+        inner.update((payload_fmt % (*values, ts)).encode())
+        outer.update(inner.digest())
         rid = next(self._ids)
-        return rid, (frame_fmt % (rid, *values, ts, mac.hexdigest())).encode()
+        return rid, (frame_fmt % (rid, *values, ts, outer.hexdigest())).encode()
 
     def _make_template(self, method: str, fixed: dict, names: tuple[str, ...]) -> tuple[str, str]:
         p = dict(fixed, apiKey=self._cred.api_key, recvWindow=self.config.recv_window_ms)
@@ -741,6 +742,19 @@ if picows is not None:
     _TEXT, _BINARY, _CONTINUATION, _CLOSE = (picows.WSMsgType.TEXT, picows.WSMsgType.BINARY,
                                              picows.WSMsgType.CONTINUATION, picows.WSMsgType.CLOSE)
     _CLEAN_CLOSE = (picows.WSCloseCode.OK, picows.WSCloseCode.GOING_AWAY, picows.WSCloseCode.NO_INFO)
+
+
+def _hmac_states(key: bytes) -> tuple:
+    """HMAC-SHA256 of ``key`` (RFC 2104) as its two SHA-256 states, keyed once: the signature of ``m`` is
+    ``outer.copy() + (inner.copy() + m).digest()``'s hex digest. Two copies of hashlib's C objects cost less than
+    ``hmac.HMAC.copy()`` (a Python object around them)."""
+    if len(key) > 64:  # SHA-256's block
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(64, b"\0")
+    return (hashlib.sha256(key.translate(_IPAD)), hashlib.sha256(key.translate(_OPAD)))
+
+
+_IPAD, _OPAD = bytes(b ^ 0x36 for b in range(256)), bytes(b ^ 0x5C for b in range(256))
 
 
 def _units(ins: Instrument, amount: str) -> int:
