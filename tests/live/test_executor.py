@@ -313,6 +313,33 @@ def test_both_transports_put_the_same_frames_on_the_wire():
     assert len(on_picows) == 7 and on_picows == on_websockets
 
 
+def test_an_exception_in_a_callback_ends_run(transport):
+    """A callback's exception is a bug, not a connection fault: it ends :meth:`Executor.run` (as websockets' reader
+    task raising it does), on either transport, and is not taken for a disconnect and retried."""
+    async def scenario():
+        eng = make_engine()
+        key = new_api_key(USER)
+        async with VenueServer(eng, [key]) as server:
+            book = OrderBook("t")
+
+            def on_fill(o, *fill):
+                raise RuntimeError("a bug in on_fill")
+
+            ex = Executor(ExecutorConfig(ws_api_url=server.urls["ws_api"], transport=transport),
+                          Credentials(key.key, key.secret), {"BTCUSDT": INS}, book, on_fill=on_fill)
+            task = asyncio.create_task(ex.run())
+            await asyncio.wait_for(ex.ready.wait(), 10)
+            o = book.submit("BTCUSDT", 1, OrderType.LIMIT, 100_000, 6_000_000, TimeInForce.GTC, time.time_ns())
+            await ex.place(o)
+            eng.place(OrderRequest(TAKER, "BTCUSDT", -1, OrderType.MARKET, 300_000), time.time_ns())
+            server._poll_dispatch()
+            with pytest.raises(RuntimeError, match="a bug in on_fill"):
+                await asyncio.wait_for(task, 10)
+            assert ex.connection is None and ex.stats["disconnects"] == 0 and _executor_tasks() == []
+
+    run(scenario())
+
+
 def test_the_transport_is_checked():
     from workbench.exceptions import ConfigError
 

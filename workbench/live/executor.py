@@ -229,9 +229,9 @@ class Executor:
 
     @contextlib.asynccontextmanager
     async def _connect_picows(self, url: str) -> AsyncIterator[Connection]:
-        """A picows connection whose listener hands each message to :meth:`handle_message` as it is read (an
-        exception there ends the connection, and :meth:`Connection.wait_closed` raises it, as a websockets reader
-        task would). The pending requests fail as soon as it is gone."""
+        """A picows connection whose listener hands each message to :meth:`handle_message` as it is read; an
+        exception there closes the connection and is raised here, on the way out (a websockets reader task raises it
+        the same way). The pending requests fail as soon as the socket is gone."""
         closed = asyncio.get_running_loop().create_future()
         transport, listener = await asyncio.wait_for(picows.ws_connect(
             lambda: _PicowsListener(self.handle_message, self._fail_pending, closed), url,
