@@ -490,17 +490,19 @@ class Engine:
         if view is None:
             return
         view.invalidate()
-        view.set_top(self.feed.top(symbol))  # computed by the feed after the change: no second kernel call
+        top = self.feed.top(symbol)  # computed by the feed after the change: no second kernel call
+        view.set_top(top)
         now = time.time_ns()
         self.env.now_ns = now
-        self.telemetry.on_book(now, symbol)
-        top = view.top()
-        self.guard.on_book(now, symbol, top.bid_px_ticks, top.ask_px_ticks, view.depth_lots(1), view.depth_lots(-1))
-        self._schedule_guard()
+        guard = self.guard
+        guard.on_book(now, symbol, top.bid_px_ticks, top.ask_px_ticks, view.depth_lots(1), view.depth_lots(-1))
+        if guard.has_output:
+            self._schedule_guard()
         if self.strategy.act_on_book and self._strategy_on:
             self._tick_ns = self.feed.recv_perf_ns or time.perf_counter_ns()  # from the frame off the socket
             self._strategy_call(self.strategy.on_book, self.env, symbol)
             self._tick_ns = 0
+        self.telemetry.on_book(now, symbol)  # bookkeeping for the views: after the decision, off its path
 
     def _on_trade(self, t: Trade) -> None:
         self.telemetry.on_trade(t.ts_ns, t.symbol, t.px_ticks, t.qty_lots, t.aggressor)
@@ -646,9 +648,11 @@ class Engine:
             self.counters["orders_refused"] += 1  # paused, or unsafe (see _halts): trading is halted
             return None
         now = time.time_ns()
-        v = self.guard.check_order(now, symbol, side, int(qty_lots),
-                                   None if typ == OrderType.MARKET else int(px_ticks), source=source)
-        self._schedule_guard()
+        guard = self.guard
+        v = guard.check_order(now, symbol, side, int(qty_lots), None if typ == OrderType.MARKET else int(px_ticks),
+                              source=source)
+        if guard.has_output:
+            self._schedule_guard()
         if not v.allowed or v.qty_lots <= 0:
             self.counters["orders_refused"] += 1
             return None
