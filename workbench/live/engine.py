@@ -53,7 +53,8 @@ from workbench.instrument import Instrument
 from workbench.live.executor import Credentials, Executor, ExecutorConfig
 from workbench.live.feed import FeedClient, FeedConfig, Trade
 from workbench.live.snapshot import Snapshot, Telemetry
-from workbench.risk import ActionKind, GuardState, RiskConfig, RiskGuard
+from workbench.risk import GuardState, RiskConfig, RiskGuard
+from workbench.risk.actions import GUARD_TAG, action_steps, flatten_lots
 from workbench.strategy.base import Strategy
 from workbench.strategy.orders import OrderBook, OrderState, OwnOrder
 from workbench.venue.api import OrderType, TimeInForce
@@ -767,15 +768,11 @@ class Engine:
         self._schedule_guard()
 
     async def _act(self, actions) -> None:
+        for a, s, flatten in action_steps(actions, self.config.symbols):
+            await self._cancel_all(s)
+            if flatten:
+                self._flatten_symbol(s)
         for a in actions:
-            targets = [a.symbol] if a.symbol is not None else list(self.config.symbols)
-            if a.kind == ActionKind.CANCEL_ALL:
-                for s in targets:
-                    await self._cancel_all(s)
-            elif a.kind == ActionKind.FLATTEN:
-                for s in targets:
-                    await self._cancel_all(s)
-                    self._flatten_symbol(s)
             self.counters[f"guard_{a.kind.name.lower()}"] += 1
 
     async def _cancel_all(self, symbol: str) -> None:
@@ -783,10 +780,9 @@ class Engine:
             await self.executor.cancel_all(symbol)
 
     def _flatten_symbol(self, symbol: str) -> None:
-        in_flight = sum(o.side * o.open_lots for o in self.orders.open_orders(symbol) if o.tag == "guard")
-        need = -(self.positions[symbol] + in_flight)
+        need = flatten_lots(self.positions[symbol], self.orders.open_orders(symbol))
         if need:
-            self._send(symbol, 1 if need > 0 else -1, OrderType.MARKET, abs(need), 0, TimeInForce.IOC, "guard",
+            self._send(symbol, 1 if need > 0 else -1, OrderType.MARKET, abs(need), 0, TimeInForce.IOC, GUARD_TAG,
                        "guard")
 
     # -- the control plane -----------------------------------------------------------------------------------------------
