@@ -659,10 +659,13 @@ class Engine:
             return None
         o = self.orders.submit(symbol, side, typ, v.qty_lots, int(px_ticks), tif, now, tag=tag)
         self.counters["orders_sent" if source == "strategy" else "guard_orders"] += 1
-        if self.journal is not None:
-            self.journal.record_order(o, "sent")
+        journal = self.journal
+        if journal is not None:
+            journal.intend_order(o)  # written ahead of the frame in microseconds; the SQLite row follows it
         self.executor.submit(o)  # the frame is on the socket when this returns (no task hop before it)
         t = time.perf_counter_ns()
+        if journal is not None:
+            journal.record_order(o, "sent")
         self._sent_ns[o.client_order_id] = t
         if self._tick_ns and source == "strategy":
             self.telemetry.latency["tick_to_order"].add(t - self._tick_ns)
@@ -721,6 +724,9 @@ class Engine:
         for sym, pos in self.positions.items():
             if pos:
                 self.guard.set_position(time.time_ns(), sym, pos, entries.get(sym, 0))
+        if self.journal.recovered_intents:
+            self._note("engine", "recovered_intents", f"{self.journal.recovered_intents} order(s) written ahead but "
+                                                      "not journaled at the crash: journaled as sent, reconciled")
         self.counters["restored_orders"] = self.orders.restore(self.journal.open_orders())
         if self.counters["restored_orders"]:
             self._note("engine", "restored", f"{self.counters['restored_orders']} open order(s) from the journal, "
