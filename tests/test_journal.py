@@ -303,3 +303,92 @@ def test_a_version_1_journal_is_migrated_with_its_rows(tmp_path):
         j.record_fault(ts_ns=1, source="executor", kind="disconnected")
         assert len(j.frame("faults")) == 1
         assert j._con.execute("SELECT value FROM meta").fetchall() == [(str(SCHEMA_VERSION),)]
+
+
+# ----------------------------------------------------------------------------------- orders written ahead (intents)
+
+def test_an_intent_sqlite_lacks_is_journaled_as_sent_on_the_next_open(tmp_path):
+    book = OrderBook("wb")
+    path = tmp_path / "j.db"
+    j = Journal(path, run_id="crashed")
+    a = book.submit("BTCUSDT", 1, OrderType.LIMIT_MAKER, 3, 100, TimeInForce.GTC, 11, tag="bid")
+    b = book.submit("BTCUSDT", -1, OrderType.MARKET, 2, 0, TimeInForce.IOC, 12, tag="guard")
+    j.intend_order(a)
+    j.record_order(a, "sent")
+    j.intend_order(b)  # the crash comes before its row: only the intent holds it
+    j.close()  # as a crash leaves it: the intents file holds b
+    with open(f"{path}-intents", "ab") as f:
+        f.write(b'["wb9","crashed","BTCUSDT",1,')  # a line the crash cut short: never sent, skipped
+    with Journal(path, run_id="next") as j2:
+        assert j2.recovered_intents == 1
+        got = {o.client_order_id: o for o in j2.open_orders()}
+        assert set(got) == {"wb1", "wb2"}
+        o = got["wb2"]
+        assert (o.symbol, o.side, o.type, o.tif, o.qty_lots, o.px_ticks, o.state, o.created_ns, o.tag) == (
+            "BTCUSDT", -1, OrderType.MARKET, TimeInForce.IOC, 2, 0, OrderState.PENDING_NEW, 12, "guard")
+        assert j2.orders_frame().set_index("client_order_id").loc["wb2", "run_id"] == "crashed"
+        assert Path(f"{path}-intents").stat().st_size == 0  # started afresh: not recovered twice
+    with Journal(path) as j3:
+        assert j3.recovered_intents == 0
+
+
+def test_one_writer_of_intents_and_the_file_starts_afresh_once_all_are_in_sqlite(tmp_path, monkeypatch):
+    import workbench.journal as jmod
+
+    monkeypatch.setattr(jmod, "_INTENTS_MAX_BYTES", 300)
+    book = OrderBook("wb")
+    path = tmp_path / "j.db"
+    with Journal(path) as j:
+        with Journal(path) as reader:  # a notebook reading the engine's journal: it neither recovers nor writes
+            assert reader.recovered_intents == 0
+            with pytest.raises(ConfigError, match="writes the orders"):
+                reader.intend_order(book.submit("X", 1, OrderType.LIMIT, 1, 5, TimeInForce.GTC, 1))
+        pending = book.submit("X", 1, OrderType.LIMIT, 1, 50, TimeInForce.GTC, 1)
+        j.intend_order(pending)  # its frame is out, its row not yet written: the file must keep it
+        sizes = []
+        for i in range(12):
+            if i == 8:
+                j.record_order(pending, "sent")
+            o = book.submit("X", 1, OrderType.LIMIT, 1, 5 + i, TimeInForce.GTC, 2 + i)
+            j.intend_order(o)
+            j.record_order(o, "sent")
+            sizes.append(Path(f"{path}-intents").stat().st_size)
+        assert sizes[:8] == sorted(sizes[:8]) and sizes[7] > 300  # kept whole while one intent lacked its row
+        assert sizes[8] < 100 and max(sizes[8:]) < 300  # then started afresh (the line written since)
+    with Journal(path) as j:
+        assert j.recovered_intents == 0 and len(j.open_orders()) == 13  # the reader's order was never sent
+
+
+CHILD_INTENTS = textwrap.dedent("""
+    import sys
+    from workbench.journal import Journal
+    from workbench.strategy.orders import OrderBook
+    from workbench.venue.api import OrderType, TimeInForce
+    j = Journal(sys.argv[1], run_id="burst")
+    book = OrderBook("wb")
+    print("ready", flush=True)
+    for i in range(1_000_000):
+        o = book.submit("BTCUSDT", 1 if i % 2 else -1, OrderType.LIMIT, 1 + i % 3, 1000 + i, TimeInForce.GTC, i)
+        j.intend_order(o)
+        print(o.client_order_id, flush=True)  # "the frame is sent"
+        j.record_order(o, "sent")
+""")
+
+
+def test_kill_9_between_intent_and_row_loses_no_order_that_was_sent(tmp_path):
+    path = tmp_path / "j.db"
+    p = subprocess.Popen([sys.executable, "-c", CHILD_INTENTS, str(path)], stdout=subprocess.PIPE,
+                         cwd=Path(__file__).resolve().parents[1])
+    watchdog = threading.Timer(60, p.kill)
+    watchdog.start()
+    try:
+        assert p.stdout.readline() == b"ready\n"
+        sent = [p.stdout.readline().strip() for _ in range(300)]
+        p.send_signal(signal.SIGKILL)
+        sent += [x for x in p.stdout.read().split(b"\n")[:-1]]
+        p.wait()
+    finally:
+        watchdog.cancel()
+    with Journal(path) as j:
+        journaled = set(j.orders_frame().client_order_id)
+    assert {s.decode() for s in sent} <= journaled  # every order whose frame went out is in the journal

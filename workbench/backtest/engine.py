@@ -48,7 +48,8 @@ import numpy as np
 from workbench.book.view import BOOK_LEVELS, BookLevelsView
 from workbench.exceptions import ConfigError
 from workbench.instrument import Instrument
-from workbench.risk import ActionKind, RiskConfig, RiskGuard
+from workbench.risk import RiskConfig, RiskGuard
+from workbench.risk.actions import GUARD_TAG, action_steps, flatten_lots
 from workbench.strategy.base import Strategy
 from workbench.strategy.orders import OrderBook, OrderState, OwnOrder
 from workbench.strategy.params import ParamChange
@@ -799,24 +800,16 @@ class Backtest:
         if self._deferred_actions:
             actions = self._deferred_actions + actions
             self._deferred_actions = []
-        for a in actions:
-            targets = [a.symbol] if a.symbol is not None else list(self._syms)
-            if a.kind == ActionKind.CANCEL_ALL:
-                for sym in targets:
-                    for o in self.orders.open_orders(sym):
-                        if o.tag != "guard":
-                            self._cancel(o.client_order_id)
-            elif a.kind == ActionKind.FLATTEN:
-                for sym in targets:
-                    s = self._syms[sym]
-                    for o in self.orders.open_orders(sym):
-                        if o.tag != "guard":
-                            self._cancel(o.client_order_id)
-                    in_flight = sum(o.side * o.open_lots for o in self.orders.open_orders(sym) if o.tag == "guard")
-                    need = -(s.pos_lots + in_flight)
-                    if need:
-                        side = 1 if need > 0 else -1
-                        self._send(s, side, OrderType.MARKET, abs(need), 0, TimeInForce.IOC, "guard", "guard")
+        for _, sym, flatten in action_steps(actions, self._syms):
+            for o in self.orders.open_orders(sym):
+                if o.tag != GUARD_TAG:
+                    self._cancel(o.client_order_id)
+            if flatten:
+                s = self._syms[sym]
+                need = flatten_lots(s.pos_lots, self.orders.open_orders(sym))
+                if need:
+                    self._send(s, 1 if need > 0 else -1, OrderType.MARKET, abs(need), 0, TimeInForce.IOC, GUARD_TAG,
+                               "guard")
 
     def _call(self, fn: Callable, *args) -> None:
         """A strategy callback; an exception stops the strategy and has the guard flatten everything."""

@@ -53,7 +53,8 @@ from workbench.instrument import Instrument
 from workbench.live.executor import Credentials, Executor, ExecutorConfig
 from workbench.live.feed import FeedClient, FeedConfig, Trade
 from workbench.live.snapshot import Snapshot, Telemetry
-from workbench.risk import ActionKind, GuardState, RiskConfig, RiskGuard
+from workbench.risk import GuardState, RiskConfig, RiskGuard
+from workbench.risk.actions import GUARD_TAG, action_steps, flatten_lots
 from workbench.strategy.base import Strategy
 from workbench.strategy.orders import OrderBook, OrderState, OwnOrder
 from workbench.venue.api import OrderType, TimeInForce
@@ -490,17 +491,19 @@ class Engine:
         if view is None:
             return
         view.invalidate()
-        view.set_top(self.feed.top(symbol))  # computed by the feed after the change: no second kernel call
+        top = self.feed.top(symbol)  # computed by the feed after the change: no second kernel call
+        view.set_top(top)
         now = time.time_ns()
         self.env.now_ns = now
-        self.telemetry.on_book(now, symbol)
-        top = view.top()
-        self.guard.on_book(now, symbol, top.bid_px_ticks, top.ask_px_ticks, view.depth_lots(1), view.depth_lots(-1))
-        self._schedule_guard()
+        guard = self.guard
+        guard.on_book(now, symbol, top.bid_px_ticks, top.ask_px_ticks, view.depth_lots(1), view.depth_lots(-1))
+        if guard.has_output:
+            self._schedule_guard()
         if self.strategy.act_on_book and self._strategy_on:
             self._tick_ns = self.feed.recv_perf_ns or time.perf_counter_ns()  # from the frame off the socket
             self._strategy_call(self.strategy.on_book, self.env, symbol)
             self._tick_ns = 0
+        self.telemetry.on_book(now, symbol)  # bookkeeping for the views: after the decision, off its path
 
     def _on_trade(self, t: Trade) -> None:
         self.telemetry.on_trade(t.ts_ns, t.symbol, t.px_ticks, t.qty_lots, t.aggressor)
@@ -646,18 +649,23 @@ class Engine:
             self.counters["orders_refused"] += 1  # paused, or unsafe (see _halts): trading is halted
             return None
         now = time.time_ns()
-        v = self.guard.check_order(now, symbol, side, int(qty_lots),
-                                   None if typ == OrderType.MARKET else int(px_ticks), source=source)
-        self._schedule_guard()
+        guard = self.guard
+        v = guard.check_order(now, symbol, side, int(qty_lots), None if typ == OrderType.MARKET else int(px_ticks),
+                              source=source)
+        if guard.has_output:
+            self._schedule_guard()
         if not v.allowed or v.qty_lots <= 0:
             self.counters["orders_refused"] += 1
             return None
         o = self.orders.submit(symbol, side, typ, v.qty_lots, int(px_ticks), tif, now, tag=tag)
         self.counters["orders_sent" if source == "strategy" else "guard_orders"] += 1
-        if self.journal is not None:
-            self.journal.record_order(o, "sent")
+        journal = self.journal
+        if journal is not None:
+            journal.intend_order(o)  # written ahead of the frame in microseconds; the SQLite row follows it
         self.executor.submit(o)  # the frame is on the socket when this returns (no task hop before it)
         t = time.perf_counter_ns()
+        if journal is not None:
+            journal.record_order(o, "sent")
         self._sent_ns[o.client_order_id] = t
         if self._tick_ns and source == "strategy":
             self.telemetry.latency["tick_to_order"].add(t - self._tick_ns)
@@ -716,6 +724,9 @@ class Engine:
         for sym, pos in self.positions.items():
             if pos:
                 self.guard.set_position(time.time_ns(), sym, pos, entries.get(sym, 0))
+        if self.journal.recovered_intents:
+            self._note("engine", "recovered_intents", f"{self.journal.recovered_intents} order(s) written ahead but "
+                                                      "not journaled at the crash: journaled as sent, reconciled")
         self.counters["restored_orders"] = self.orders.restore(self.journal.open_orders())
         if self.counters["restored_orders"]:
             self._note("engine", "restored", f"{self.counters['restored_orders']} open order(s) from the journal, "
@@ -763,15 +774,11 @@ class Engine:
         self._schedule_guard()
 
     async def _act(self, actions) -> None:
+        for a, s, flatten in action_steps(actions, self.config.symbols):
+            await self._cancel_all(s)
+            if flatten:
+                self._flatten_symbol(s)
         for a in actions:
-            targets = [a.symbol] if a.symbol is not None else list(self.config.symbols)
-            if a.kind == ActionKind.CANCEL_ALL:
-                for s in targets:
-                    await self._cancel_all(s)
-            elif a.kind == ActionKind.FLATTEN:
-                for s in targets:
-                    await self._cancel_all(s)
-                    self._flatten_symbol(s)
             self.counters[f"guard_{a.kind.name.lower()}"] += 1
 
     async def _cancel_all(self, symbol: str) -> None:
@@ -779,10 +786,9 @@ class Engine:
             await self.executor.cancel_all(symbol)
 
     def _flatten_symbol(self, symbol: str) -> None:
-        in_flight = sum(o.side * o.open_lots for o in self.orders.open_orders(symbol) if o.tag == "guard")
-        need = -(self.positions[symbol] + in_flight)
+        need = flatten_lots(self.positions[symbol], self.orders.open_orders(symbol))
         if need:
-            self._send(symbol, 1 if need > 0 else -1, OrderType.MARKET, abs(need), 0, TimeInForce.IOC, "guard",
+            self._send(symbol, 1 if need > 0 else -1, OrderType.MARKET, abs(need), 0, TimeInForce.IOC, GUARD_TAG,
                        "guard")
 
     # -- the control plane -----------------------------------------------------------------------------------------------
