@@ -21,11 +21,24 @@ INS = {"BTCUSDT": Instrument("BTCUSDT", "0.01", "0.00001"), "ETHUSDT": Instrumen
 
 def client(fast: bool, symbols=("BTCUSDT", "ETHUSDT")):
     cfg = FeedConfig(stream_url="ws://127.0.0.1:9", rest_url="http://127.0.0.1:9", symbols=symbols, fast_parse=fast)
-    log = {"status": [], "trades": [], "books": [], "fetches": []}
-    feed = FeedClient(cfg, {s: INS[s] for s in symbols},
-                      on_status=lambda s, what, detail: log["status"].append((s, what)),
-                      on_trade=lambda t: log["trades"].append(t),
-                      on_book=lambda s: log["books"].append((s, feed.top(s))))
+    log = {"status": [], "trades": [], "books": [], "fetches": [], "seq": []}
+
+    def seen():  # what a callback can see of every book (the fused path must not show a book changed too early)
+        return [(feed.book(s).top(), feed.symbols[s].last_update_id, feed.in_sync(s)) for s in symbols]
+
+    def on_status(s, what, detail):
+        log["status"].append((s, what))
+        log["seq"].append(("status", s, what, seen()))
+
+    def on_trade(t):
+        log["trades"].append(t)
+        log["seq"].append(("trade", t, seen()))
+
+    def on_book(s):
+        log["books"].append((s, feed.top(s)))
+        log["seq"].append(("book", s, feed.top(s), seen()))
+
+    feed = FeedClient(cfg, {s: INS[s] for s in symbols}, on_status=on_status, on_trade=on_trade, on_book=on_book)
     feed._fetch_snapshot = lambda symbol, st_: log["fetches"].append(symbol)  # no I/O: the test hands snapshots
     return feed, log
 
@@ -36,7 +49,7 @@ def state(feed, log):
         books[s] = ([a.tolist() for a in st_.book.side_levels(1)], [a.tolist() for a in st_.book.side_levels(-1)],
                     st_.last_update_id, st_.sync.in_sync, st_.sync.last_id, dict(st_.sync.stats.counts))
     stats = {k: v for k, v in feed.stats.items() if k != "batches"}
-    return books, stats, log["status"], log["trades"], log["fetches"]
+    return books, stats, log["status"], log["trades"], log["fetches"], log["seq"]
 
 
 def diff(sym, first, last, bids, asks, *, pu=None, e=1_700_000_000_000, **extra):
@@ -185,6 +198,109 @@ def test_the_frame_path_equals_the_general_path(s):
         feed_all(feed, items, cuts, BOOK)
         got.append(state(feed, log))
     assert got[0] == got[1]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stream())
+def test_the_frame_path_equals_the_general_path_with_one_symbol(s):
+    items, cuts = s
+    items = [it for it in items if it[0] == "frame" or it[1] == "BTCUSDT"]  # ETHUSDT frames: not subscribed
+    got = []
+    for fast in (True, False):
+        feed, log = client(fast, ("BTCUSDT",))
+        feed_all(feed, items, cuts, BOOK)
+        got.append(state(feed, log))
+    assert got[0] == got[1]
+
+
+def _reference_feed_frames(buf, ends, sym_u8, sym_ends, scales, live, last_ids, books, apply):
+    """feed_frames_nb as the separate steps it fuses: the parser, the chain kernel stopping at trades (passed in
+    plain Python), L2Book.apply and top() of each symbol's run when the kernel would apply it."""
+    n = len(ends)
+    pre = np.zeros((max(n, 1), FRAME_WIDTH), np.int64)
+    rows = np.zeros((64, 8), np.int64)
+    got = preparse_frames_nb(buf, ends, 42, sym_u8, sym_ends, scales, pre, rows)
+    runs = np.zeros((len(books), 2), np.int64)
+    counts = np.zeros((len(books), 2), np.int64)
+    j = at = 0
+    trades = []
+    while True:
+        j, at = live_chain_nb(pre, j, n, at, live, last_ids, runs, counts)
+        if j < n and pre[j, 0] == 2 and pre[j, 6] >= 0:
+            trades.append(j)
+            j += 1
+            continue
+        break
+    tops = [None] * len(books)
+    done = apply and j >= n and not trades and sum(hi > lo for lo, hi in runs.tolist()) <= 1
+    if done:
+        for k, (lo, hi) in enumerate(runs.tolist()):
+            if hi > lo:
+                books[k].apply(FeedClient._view(rows, lo, hi))
+                tops[k] = books[k].top()
+    return got, j, at, trades, int(done), runs, counts, pre[:n], rows[:max(got, 0)], tops
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stream(), st.integers(0, 100), st.integers(0, 100), st.booleans(), st.booleans(), st.booleans())
+def test_feed_frames_kernel_equals_its_steps(s, a, b, live_btc, live_eth, apply):
+    from workbench.book.book import L2Book, TopOfBook
+    from workbench.book.nb import RUN_WIDTH, STATUS_DONE
+    from workbench.data.binance import feed_frames_nb
+
+    items, _ = s
+    frames = [it[1] for it in items if it[0] == "frame"][a % 9 : a % 9 + 1 + b % 12]
+    syms = [b"BTCUSDT", b"ETHUSDT"]
+    u8 = np.frombuffer(b"".join(syms), np.uint8)
+    sym_ends = np.cumsum([len(x) for x in syms]).astype(np.int64)
+    scales = np.array([INS["BTCUSDT"].scales, INS["ETHUSDT"].scales], np.int64)
+    buf = np.frombuffer(b"".join(frames) or b"{}", np.uint8)
+    ends = np.cumsum([len(f) for f in frames]).astype(np.int64)
+    live = np.array([live_btc, live_eth], np.int64)
+    # books with levels already, and the chains where the generated streams start (100, 500): duplicates, gaps
+    books = [L2Book(initial_levels=64), L2Book(initial_levels=64)]
+    for bk, sym in zip(books, ("BTCUSDT", "ETHUSDT")):
+        feed, _ = client(False, (sym,))
+        feed.handle_snapshot(sym, snapshot(1, *BOOK[sym]))
+        bk.assign(feed.book(sym))
+    ref_books = [L2Book(), L2Book()]
+    for r, bk in zip(ref_books, books):
+        r.assign(bk)
+    last0 = np.array([100 + a % 3, 500 + b % 3], np.int64)
+    want = _reference_feed_frames(buf, ends, u8, sym_ends, scales, live.copy(), ref_last := last0.copy(), ref_books,
+                                  apply)
+
+    n = len(frames)
+    pre = np.zeros((max(n, 1), FRAME_WIDTH), np.int64)
+    rows = np.zeros((64, 8), np.int64)
+    ev = FeedClient._view(rows, 0, 64)
+    cols = (ev["kind"], ev["side"], ev["px_ticks"], ev["qty_lots"], ev["flags"])
+    last_ids = last0.copy()
+    runs = np.zeros((2, 2), np.int64)
+    counts = np.zeros((2, 2), np.int64)
+    trades = np.zeros(max(n, 1), np.int64)
+    res = np.zeros((2, RUN_WIDTH), np.int64)
+    got, j, at, n_tr, done = feed_frames_nb(buf, ends, 42, u8, sym_ends, scales, pre, rows, *cols, live, last_ids,
+                                            runs, counts, trades, apply, tuple(x.bid for x in books),
+                                            tuple(x.ask for x in books), tuple(x.st for x in books), res)
+    w_got, w_j, w_at, w_trades, w_done, w_runs, w_counts, w_pre, w_rows, w_tops = want
+    assert (got, j, at, trades[:n_tr].tolist(), done) == (w_got, w_j, w_at, w_trades, w_done)
+    assert runs.tolist() == w_runs.tolist() and counts.tolist() == w_counts.tolist()
+    assert last_ids.tolist() == ref_last.tolist()
+    assert pre[:n].tolist() == w_pre.tolist() and rows[: max(got, 0)].tolist() == w_rows.tolist()
+    for k, (bk, r) in enumerate(zip(books, ref_books)):
+        if w_tops[k] is None:  # not applied here: the book is untouched
+            assert bk.st.tolist() == r.st.tolist() and bk.bid.tolist() == r.bid.tolist()
+            continue
+        if res[k, 0] != STATUS_DONE:  # outside the window: the facade goes on from where the kernel stopped
+            lo, hi = runs[k].tolist()
+            bk._run(FeedClient._view(rows, lo, hi), int(res[k, 1]), False, bk._no_ix, bk._no_lv)
+        else:
+            bpx, bq, apx, aq = res[k, 2:].tolist()
+            assert TopOfBook(bpx if bq else None, bq, apx if aq else None, aq) == r.top()
+        assert bk.top() == r.top()
+        assert [x.tolist() for x in bk.side_levels(1)] == [x.tolist() for x in r.side_levels(1)]
+        assert [x.tolist() for x in bk.side_levels(-1)] == [x.tolist() for x in r.side_levels(-1)]
 
 
 def test_a_plain_run_goes_through_the_kernels_and_the_book_once():

@@ -68,6 +68,12 @@ __all__ = [
     "depth_within_nb",
     "best_nb",
     "window_state_nb",
+    "live_chain_nb",
+    "apply_runs_nb",
+    "RUN_STATUS",
+    "RUN_AT",
+    "RUN_TOP",
+    "RUN_WIDTH",
 ]
 
 # State vector layout.
@@ -437,3 +443,42 @@ def live_chain_nb(pre, j, n, at, live, last_ids, runs, counts):
         runs[k, 1] = at
         j += 1
     return j, at
+
+
+# result columns of apply_runs_nb, per symbol
+RUN_STATUS = 0  # -1: no rows to apply; else the apply_events_nb status
+RUN_AT = 1      # rows of the run applied (where an OUT_OF_RANGE stopped: the Python facade goes on from there)
+RUN_TOP = 2     # 4 columns: bid px, bid qty, ask px, ask qty (best_nb), when RUN_STATUS is STATUS_DONE
+RUN_WIDTH = 6
+
+
+@njit(cache=True)
+def apply_runs_nb(kind, side, px_ticks, qty_lots, flags, runs, bids, asks, sts, out):
+    """Apply each symbol's run of accepted rows ``[runs[k, 0], runs[k, 1])`` (event columns over one rows buffer) to
+    its book window ``bids[k], asks[k], sts[k]`` (tuples, one array per symbol), and read its best levels, in one call.
+
+    ``out[k]`` (int64[RUN_WIDTH]): status (-1 for an empty run), rows applied, then the top as :func:`best_nb` gives
+    it. A run stopped by STATUS_OUT_OF_RANGE is left for :class:`workbench.book.book.L2Book` to finish (it grows the
+    window); nothing after the stopping row is applied.
+    """
+    no_ix = np.zeros(0, np.int64)
+    no_lv = np.zeros((0, 4, 1), np.int64)
+    for k in range(runs.shape[0]):
+        lo = runs[k, 0]
+        hi = runs[k, 1]
+        if hi <= lo:
+            out[k, RUN_STATUS] = -1
+            continue
+        bid = bids[k]
+        ask = asks[k]
+        st = sts[k]
+        status, i = apply_events_nb(kind[lo:hi], side[lo:hi], px_ticks[lo:hi], qty_lots[lo:hi], flags[lo:hi], 0,
+                                    bid, ask, st, False, no_ix, no_lv)
+        out[k, RUN_STATUS] = status
+        out[k, RUN_AT] = i
+        if status == STATUS_DONE:
+            bpx, bq, apx, aq = best_nb(bid, ask, st)
+            out[k, RUN_TOP] = bpx
+            out[k, RUN_TOP + 1] = bq
+            out[k, RUN_TOP + 2] = apx
+            out[k, RUN_TOP + 3] = aq

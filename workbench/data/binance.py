@@ -45,6 +45,7 @@ import orjson
 from numba import njit
 
 from workbench.book.book import L2Book
+from workbench.book.nb import apply_runs_nb, live_chain_nb
 from workbench.book.sync import BookSync, Diff, SyncState
 from workbench.enums import (
     ASK,
@@ -562,6 +563,45 @@ def preparse_frames_nb(buf, ends, ts_local, symbols, symbol_ends, scales, out, r
                 break
         start = end
     return base if room else -1
+
+
+
+@njit(cache=True)
+def feed_frames_nb(buf, ends, ts_local, symbols, symbol_ends, scales, out, rows, kind, side, px_ticks, qty_lots,
+                   flags, live, last_ids, runs, counts, trades, apply, bids, asks, sts, res):
+    """The feed client's step per socket read, in one call: pre-parse the frames (:func:`preparse_frames_nb`), keep
+    the update-id chains (:func:`workbench.book.nb.live_chain_nb`, passing over plain trades), and, when ``apply``
+    and every frame was plain (no trade, nothing for the Python way) and only one symbol has accepted rows, apply
+    them to its book and read its top (:func:`workbench.book.nb.apply_runs_nb`, into ``res``).
+
+    ``kind .. flags`` are the event columns over ``rows``; ``trades`` receives the indices of the plain trades
+    passed (they are the caller's to report: on_trade runs before the books change, as on the Python way). Returns
+    (rows written or -1 as :func:`preparse_frames_nb`, the index of the first frame the Python way must take or the
+    number of frames, its first row in ``rows``, trades passed, 1 if the books were applied else 0).
+    """
+    n = ends.shape[0]
+    got = preparse_frames_nb(buf, ends, ts_local, symbols, symbol_ends, scales, out, rows)
+    j = 0
+    at = 0
+    n_tr = 0
+    while True:
+        j, at = live_chain_nb(out, j, n, at, live, last_ids, runs, counts)
+        if j < n and out[j, 0] == 2 and out[j, 6] >= 0:  # a plain trade: no rows, no chain
+            trades[n_tr] = j
+            n_tr += 1
+            j += 1
+            continue
+        break
+    done = 0
+    n_runs = 0
+    for k in range(runs.shape[0]):
+        n_runs += runs[k, 1] > runs[k, 0]
+    # only one book changes: applying it here is what the caller would do next (with several, each symbol's
+    # on_book must see the others' books as they were before their turn: the caller applies them one by one)
+    if apply and j >= n and n_tr == 0 and n_runs <= 1:
+        apply_runs_nb(kind, side, px_ticks, qty_lots, flags, runs, bids, asks, sts, res)
+        done = 1
+    return got, j, at, n_tr, done
 
 
 def _diff_events(ts_exch: int, ts_local: int, px: list, qty: list, n_bid: int, last: int, first: int, pu: int):

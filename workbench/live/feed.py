@@ -46,9 +46,9 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from workbench.book.book import L2Book, TopOfBook
-from workbench.book.nb import live_chain_nb
+from workbench.book.nb import RUN_WIDTH, STATUS_DONE, apply_runs_nb, live_chain_nb
 from workbench.book.sync import BookSync, Diff, SyncState
-from workbench.data.binance import FRAME_WIDTH, preparse_frames_nb
+from workbench.data.binance import FRAME_WIDTH, feed_frames_nb, preparse_frames_nb
 from workbench.enums import ASK, BID, F_BATCH_END, F_CLEAR, K_DEPTH, K_SNAPSHOT
 from workbench.exceptions import ConfigError
 from workbench.instrument import Instrument
@@ -182,13 +182,15 @@ class FeedClient:
         self._scales = np.array([instruments[s].scales for s in self._names], np.int64).reshape(-1, 4)
         self._pre = np.empty((64, FRAME_WIDTH), np.int64)
         self._ends = np.empty(64, np.int64)
-        self._rows = np.empty((4096, 8), np.int64)
-        self._rows_buf = self._rows  # what the pending runs' views refer to
+        self._set_rows(np.empty((4096, 8), np.int64))
+        self._rows_buf, self._cols_buf = self._rows, self._cols  # what the pending runs' views refer to
         k = len(self._names)
         self._live = np.zeros(k, np.int64)
         self._last_ids = np.zeros(k, np.int64)
         self._runs = np.zeros((k, 2), np.int64)
         self._counts = np.zeros((k, 2), np.int64)
+        self._trades = np.empty(64, np.int64)  # frame indices of the plain trades of a run (grown with _ends)
+        self._res = np.zeros((k, RUN_WIDTH), np.int64)
         self._fast = config.fast_parse
         self._warm()
 
@@ -199,6 +201,13 @@ class FeedClient:
                            self._scales, self._pre, rows)
         live_chain_nb(self._pre, 0, 0, 0, self._live, self._last_ids, self._runs, self._counts)
         L2Book().apply(self._view(rows, 0, 0))
+        books = [st.book for st in self._order]
+        feed_frames_nb(np.frombuffer(b"{}", np.uint8), self._ends[:0], 0, self._sym_u8, self._sym_ends, self._scales,
+                       self._pre, self._rows, *self._cols, self._live, self._last_ids, self._runs, self._counts,
+                       self._trades, True, tuple(b.bid for b in books), tuple(b.ask for b in books),
+                       tuple(b.st for b in books), self._res)
+        b = books[0]
+        apply_runs_nb(*self._cols, self._runs[:0], (b.bid,), (b.ask,), (b.st,), self._res[:0])
 
     # -- state for traders ---------------------------------------------------------------------------------------------
     def in_sync(self, symbol: str) -> bool:
@@ -363,28 +372,50 @@ class FeedClient:
         if len(ends) < n:
             ends = self._ends = np.empty(2 * n, np.int64)
             self._pre = np.empty((2 * n, FRAME_WIDTH), np.int64)
+            self._trades = np.empty(2 * n, np.int64)
         if n == 1:
             buf = frames[0]
             ends[0] = len(buf)
         else:
             buf = b"".join(frames)
             ends[:n] = list(accumulate(map(len, frames)))
-        rows = self._rows
-        got = preparse_frames_nb(np.frombuffer(buf, np.uint8), ends[:n], recv_ns, self._sym_u8, self._sym_ends,
-                                 self._scales, self._pre, rows)
+        rows, cols = self._rows, self._cols
+        clean = self._chain_in()
+        order = self._order
+        res = self._res
+        got, j, at, n_tr, done = feed_frames_nb(
+            np.frombuffer(buf, np.uint8), ends[:n], recv_ns, self._sym_u8, self._sym_ends, self._scales, self._pre,
+            rows, *cols, self._live, self._last_ids, self._runs, self._counts, self._trades, clean,
+            tuple(st.book.bid for st in order), tuple(st.book.ask for st in order),
+            tuple(st.book.st for st in order), res)
         if got < 0:  # some diff did not fit: it goes the general way now, and the buffer grows for the next runs
-            self._rows = np.empty((2 * len(rows), 8), np.int64)
-        self._rows_buf = rows
-        order, on_trade = self._order, self.on_trade
+            self._set_rows(np.empty((2 * len(rows), 8), np.int64))
+        self._rows_buf, self._cols_buf = rows, cols
         pre = self._pre
+        if j >= n and clean:  # all plain: the accepted rows are one run per symbol, applied (done) or to apply
+            try:
+                if n_tr:  # before any book changes, as the general way reports them
+                    self._report_trades(pre, n_tr)
+            finally:
+                self._chain_out()
+                for k, st in enumerate(order):
+                    if st.pending_n:
+                        self._flush_run(st, k, done)
+            return
+        # the general way from frame j on (what the chains took before it stays pending)
+        on_trade = self.on_trade
         live, last_ids, runs, counts = self._live, self._last_ids, self._runs, self._counts
-        self._chain_in()
-        j = at = 0
         self._batching = True
+        resume = True  # the fused kernel has chained up to frame j already
         try:
+            if n_tr:  # the plain trades it passed come before frame j
+                self._chain_out()
+                self._report_trades(pre, n_tr)
             while True:
                 # the common case in numba: diffs continuing their symbol's chain, rows contiguous in the buffer
-                j, at = live_chain_nb(pre, j, n, at, live, last_ids, runs, counts)
+                if not resume:
+                    j, at = live_chain_nb(pre, j, n, at, live, last_ids, runs, counts)
+                resume = False
                 if j >= n:
                     break
                 self._chain_out()
@@ -423,16 +454,51 @@ class FeedClient:
             self._batching = False
             self._flush_all()
 
-    def _chain_in(self) -> None:
-        """The symbols' chain state into the arrays of :func:`live_chain_nb`."""
+    def _chain_in(self) -> bool:
+        """The symbols' chain state into the arrays of :func:`live_chain_nb`; True if no symbol has rows pending."""
         live, last_ids, runs = self._live, self._last_ids, self._runs
+        clean = True
         for k, st in enumerate(self._order):
             sync = st.sync
             live[k] = sync.state == SyncState.LIVE
             last_ids[k] = sync.last_id
             runs[k, 0] = st.run_lo
             runs[k, 1] = st.run_hi
+            if st.pending_n:
+                clean = False
         self._counts[:] = 0
+        return clean
+
+    def _report_trades(self, pre: np.ndarray, n_tr: int) -> None:
+        """``on_trade`` for the plain trades the fused kernel passed (their frame indices in ``self._trades``)."""
+        on_trade, names = self.on_trade, self._names
+        for j in self._trades[:n_tr].tolist():
+            row = pre[j].tolist()
+            self.stats["trades"] += 1
+            on_trade(Trade(names[row[8]], row[2], row[3], row[4], -1 if row[5] else 1, row[6] * 1_000_000))
+
+    def _flush_run(self, st: _Symbol, k: int, done: int) -> None:
+        """:meth:`_flush` of a symbol whose pending rows are one run of the buffer (row k of the kernels' arrays),
+        through :func:`apply_runs_nb`: book and top in one call, unless :func:`feed_frames_nb` did it (``done``)."""
+        lo, hi, uid = st.run_lo, st.run_hi, st.pending_uid
+        st.pending_n = 0
+        st.run_lo = st.run_hi = 0
+        self.stats["batches"] += 1
+        book = st.book
+        res = self._res
+        if not done:
+            runs = self._runs[k : k + 1]
+            runs[0, 0], runs[0, 1] = lo, hi
+            apply_runs_nb(*self._cols_buf, runs, (book.bid,), (book.ask,), (book.st,), res[k : k + 1])
+        status, i, bpx, bq, apx, aq = res[k].tolist()
+        if status != STATUS_DONE:  # a price outside the window: the book grows it and goes on
+            book._run(self._view(self._rows_buf, lo, hi), i, False, book._no_ix, book._no_lv)
+            top = book.top()
+        elif book._far_bid or book._far_ask:
+            top = book.top()
+        else:
+            top = TopOfBook(bpx if bq else None, bq, apx if aq else None, aq)
+        self._applied(st, uid, top)
 
     def _chain_out(self) -> None:
         """What :func:`live_chain_nb` did, back into the symbols (their sync machines, counters, runs)."""
@@ -452,6 +518,12 @@ class FeedClient:
                 if dup:
                     st.sync.stats.add("duplicates", dup)
         counts[:] = 0
+
+    def _set_rows(self, rows: np.ndarray) -> None:
+        """A new rows buffer for the parser, and the event columns over it (what the book kernels read)."""
+        self._rows = rows
+        ev = self._view(rows, 0, len(rows))
+        self._cols = (ev["kind"], ev["side"], ev["px_ticks"], ev["qty_lots"], ev["flags"])
 
     @staticmethod
     def _view(rows: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -604,8 +676,12 @@ class FeedClient:
     def _apply(self, st: _Symbol, rows: np.ndarray, uid: int) -> None:
         book = st.book
         book.apply(rows)
+        self._applied(st, uid, book.top())
+
+    def _applied(self, st: _Symbol, uid: int, top: TopOfBook) -> None:
+        """The book of ``st`` took the diffs up to ``uid`` and its top is ``top``: resync if crossed, else on_book."""
         st.last_update_id = uid
-        st.top = top = book.top()
+        st.top = top
         if st.sync.in_sync and top.crossed:
             self.stats["crossed"] += 1
             st.sync.resync("crossed")
