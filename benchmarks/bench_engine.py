@@ -168,7 +168,7 @@ class _Stages:
     executor are wrapped on the running engine's objects, so nothing of this is in the engine's code (off: no cost).
     Each mark is ``perf_counter_ns`` after the named stage; a row of marks is kept per order sent."""
 
-    ORDER = ("frames", "parse", "sync", "book", "engine", "decide", "guard", "record", "frame", "write")
+    ORDER = ("frames", "parse", "sync", "fused", "book", "engine", "decide", "guard", "record", "frame", "write")
 
     def __init__(self) -> None:
         self.cur: dict[str, int] = {}
@@ -197,6 +197,8 @@ class _Stages:
         feed.handle_frames = self.wrap(feed.handle_frames, before="frames", reset=True)
         feed_mod.preparse_frames_nb = self.wrap(feed_mod.preparse_frames_nb, after="parse")
         feed_mod.live_chain_nb = self.wrap(feed_mod.live_chain_nb, after="sync")
+        # parse + sync + book apply + top in one kernel call (a run of one symbol's diffs; otherwise the books follow)
+        feed_mod.feed_frames_nb = self.wrap(feed_mod.feed_frames_nb, after="fused")
         feed.on_book = self.wrap(feed.on_book, before="book")  # book.apply and top done
         eng.guard.check_order = self.wrap(eng.guard.check_order, before="decide", after="guard")
         ex.submit = self.wrap(ex.submit, before="record")
@@ -208,9 +210,10 @@ class _Stages:
 
     def uninstall(self) -> None:
         from workbench.book.nb import live_chain_nb
-        from workbench.data.binance import preparse_frames_nb
+        from workbench.data.binance import feed_frames_nb, preparse_frames_nb
 
         self._undo.preparse_frames_nb, self._undo.live_chain_nb = preparse_frames_nb, live_chain_nb
+        self._undo.feed_frames_nb = feed_frames_nb
 
     def on_strategy(self) -> None:
         self.mark("engine")  # the engine's on_book work (view, guard.on_book, telemetry) before the strategy

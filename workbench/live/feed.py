@@ -15,11 +15,14 @@ the websockets library. Trading must not use a symbol whose :meth:`FeedClient.in
 Prices and sizes are converted to ticks and lots at this edge, exactly (a price finer than the tick is malformed).
 
 Speed: frames are taken in runs (what one read of the socket brought, or what websockets has queued), and a run
-goes through one numba kernel (:func:`workbench.data.binance.preparse_frames_nb`, the capture reader's parser of
-the lines Binance writes) that turns every plain diff into event rows, prices and sizes in ticks and lots. Python
-then only keeps the update-id chain (:meth:`BookSync.on_live_diff`, plain ints) and hands each symbol's accepted
-rows to the book in one kernel call at the end of the run; ``on_book`` runs once per symbol and run: under a burst
-the strategy sees the latest book, not every step. A frame the kernel does not read (anything unusual or wrong,
+goes through one numba call (:func:`workbench.data.binance.feed_frames_nb`): the capture reader's parser of the
+lines Binance writes turns every plain diff into event rows, prices and sizes in ticks and lots, the update-id
+chains are kept (what :meth:`BookSync.on_live_diff` would do), and when the run is only one symbol's plain diffs
+(the common case) its rows go into the book and its top is read in the same call. With trades in the run (their
+``on_trade`` comes first, before the book changes) or several symbols' diffs (each ``on_book`` sees the other
+books as they were before its turn) each book takes one more call; anything else (a gap, a symbol out of sync)
+stops the kernel and Python keeps the chain from there (:meth:`BookSync.on_live_diff`, plain ints). ``on_book``
+runs once per symbol and run: under a burst the strategy sees the latest book, not every step. A frame the kernel does not read (anything unusual or wrong,
 snapshots' answers, another stream) takes the general way (orjson and Python), which decides and counts errors;
 the books and counters are the same either way (tests check both). Transport: ``picows`` where it is installed
 (a C websocket client: several times the frames/s of ``websockets``, and it tells where a read ends), else
