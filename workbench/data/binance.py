@@ -574,12 +574,16 @@ def feed_frames_nb(buf, ends, ts_local, symbols, symbol_ends, scales, out, rows,
     and every frame was plain (no trade, nothing for the Python way) and only one symbol has accepted rows, apply
     them to its book and read its top (:func:`workbench.book.nb.apply_runs_nb`, into ``res``).
 
-    ``kind .. flags`` are the event columns over ``rows``; ``trades`` receives the indices of the plain trades
-    passed (they are the caller's to report: on_trade runs before the books change, as on the Python way). Returns
+    ``apply`` also says that no rows are pending: ``runs`` and ``counts`` are zeroed first (otherwise the caller
+    has set them). ``kind .. flags`` are the event columns over ``rows``; ``trades`` receives the indices of the
+    plain trades passed (the caller reports them: on_trade runs before the books change, as on the Python way). Returns
     (rows written or -1 as :func:`preparse_frames_nb`, the index of the first frame the Python way must take or the
     number of frames, its first row in ``rows``, trades passed, 1 if the books were applied else 0).
     """
     n = ends.shape[0]
+    if apply:  # no rows pending (see above): every symbol's run and counts start empty
+        runs[:] = 0
+        counts[:] = 0
     got = preparse_frames_nb(buf, ends, ts_local, symbols, symbol_ends, scales, out, rows)
     j = 0
     at = 0

@@ -22,11 +22,11 @@ chains are kept (what :meth:`BookSync.on_live_diff` would do), and when the run 
 ``on_trade`` comes first, before the book changes) or several symbols' diffs (each ``on_book`` sees the other
 books as they were before its turn) each book takes one more call; anything else (a gap, a symbol out of sync)
 stops the kernel and Python keeps the chain from there (:meth:`BookSync.on_live_diff`, plain ints). ``on_book``
-runs once per symbol and run: under a burst the strategy sees the latest book, not every step. A frame the kernel does not read (anything unusual or wrong,
-snapshots' answers, another stream) takes the general way (orjson and Python), which decides and counts errors;
-the books and counters are the same either way (tests check both). Transport: ``picows`` where it is installed
-(a C websocket client: several times the frames/s of ``websockets``, and it tells where a read ends), else
-``websockets``; ``FeedConfig.transport`` chooses.
+runs once per symbol and run: under a burst the strategy sees the latest book, not every step. A frame the kernel
+does not read (anything unusual or wrong, snapshots' answers, another stream) takes the general way (orjson and
+Python), which decides and counts errors; the books, counters and callbacks are the same either way (tests check
+both). Transport: ``picows`` where it is installed (a C websocket client: several times the frames/s of
+``websockets``, and it tells where a read ends), else ``websockets``; ``FeedConfig.transport`` chooses.
 """
 
 from __future__ import annotations
@@ -194,6 +194,7 @@ class FeedClient:
         self._counts = np.zeros((k, 2), np.int64)
         self._trades = np.empty(64, np.int64)  # frame indices of the plain trades of a run (grown with _ends)
         self._res = np.zeros((k, RUN_WIDTH), np.int64)
+        self._books = _book_tuples(self._order)  # (bids, asks, states): what the kernels take of the books
         self._fast = config.fast_parse
         self._warm()
 
@@ -204,12 +205,10 @@ class FeedClient:
                            self._scales, self._pre, rows)
         live_chain_nb(self._pre, 0, 0, 0, self._live, self._last_ids, self._runs, self._counts)
         L2Book().apply(self._view(rows, 0, 0))
-        books = [st.book for st in self._order]
         feed_frames_nb(np.frombuffer(b"{}", np.uint8), self._ends[:0], 0, self._sym_u8, self._sym_ends, self._scales,
                        self._pre, self._rows, *self._cols, self._live, self._last_ids, self._runs, self._counts,
-                       self._trades, True, tuple(b.bid for b in books), tuple(b.ask for b in books),
-                       tuple(b.st for b in books), self._res)
-        b = books[0]
+                       self._trades, True, *self._books, self._res)
+        b = self._order[0].book
         apply_runs_nb(*self._cols, self._runs[:0], (b.bid,), (b.ask,), (b.st,), self._res[:0])
 
     # -- state for traders ---------------------------------------------------------------------------------------------
@@ -383,14 +382,12 @@ class FeedClient:
             buf = b"".join(frames)
             ends[:n] = list(accumulate(map(len, frames)))
         rows, cols = self._rows, self._cols
-        clean = self._chain_in()
+        clean = self._run_in()
         order = self._order
-        res = self._res
         got, j, at, n_tr, done = feed_frames_nb(
             np.frombuffer(buf, np.uint8), ends[:n], recv_ns, self._sym_u8, self._sym_ends, self._scales, self._pre,
-            rows, *cols, self._live, self._last_ids, self._runs, self._counts, self._trades, clean,
-            tuple(st.book.bid for st in order), tuple(st.book.ask for st in order),
-            tuple(st.book.st for st in order), res)
+            rows, *cols, self._live, self._last_ids, self._runs, self._counts, self._trades, clean, *self._books,
+            self._res)
         if got < 0:  # some diff did not fit: it goes the general way now, and the buffer grows for the next runs
             self._set_rows(np.empty((2 * len(rows), 8), np.int64))
         self._rows_buf, self._cols_buf = rows, cols
@@ -471,6 +468,26 @@ class FeedClient:
                 clean = False
         self._counts[:] = 0
         return clean
+
+    def _run_in(self) -> bool:
+        """:meth:`_chain_in` at the start of a run: in the usual case (no rows pending, so every run is empty: the
+        kernel zeroes the runs and counts) only the sync states and last ids; the books' arrays as tuples (built
+        again when a window was re-laid). Returns False when rows are pending (the full :meth:`_chain_in` done)."""
+        live, last_ids = self._live, self._last_ids
+        bids, asks, _ = self._books
+        k = 0
+        for st in self._order:
+            if st.pending_n:
+                self._chain_in()
+                return False
+            sync = st.sync
+            live[k] = sync.state is _LIVE
+            last_ids[k] = sync.last_id
+            book = st.book
+            if book.bid is not bids[k] or book.ask is not asks[k]:
+                self._books = _book_tuples(self._order)
+            k += 1
+        return True
 
     def _report_trades(self, pre: np.ndarray, n_tr: int) -> None:
         """``on_trade`` for the plain trades the fused kernel passed (their frame indices in ``self._trades``)."""
@@ -748,6 +765,15 @@ class FeedClient:
                     delay = min(delay * 2, cfg.reconnect_max_s)
         finally:
             st.snapshot_task = None
+
+
+_LIVE = SyncState.LIVE
+
+
+def _book_tuples(order: list) -> tuple:
+    """The symbols' book windows and states as three tuples (bids, asks, states), in the kernels' symbol order."""
+    return (tuple(st.book.bid for st in order), tuple(st.book.ask for st in order),
+            tuple(st.book.st for st in order))
 
 
 def _queued_frames(ws) -> Callable[[], int]:
