@@ -195,10 +195,13 @@ class _Stages:
         feed, ex = eng.feed, eng.executor
         # frames: the listener has collected the read's frames and hands them over
         feed.handle_frames = self.wrap(feed.handle_frames, before="frames", reset=True)
-        feed_mod.preparse_frames_nb = self.wrap(feed_mod.preparse_frames_nb, after="parse")
-        feed_mod.live_chain_nb = self.wrap(feed_mod.live_chain_nb, after="sync")
-        # parse + sync + book apply + top in one kernel call (a run of one symbol's diffs; otherwise the books follow)
-        feed_mod.feed_frames_nb = self.wrap(feed_mod.feed_frames_nb, after="fused")
+        # the feed's kernels: parse and sync (separate calls), or parse + sync + book apply + top in one (fused:
+        # a run of one symbol's diffs; otherwise the books follow); wrapped where the feed module has them
+        self._orig = {}
+        for name, mark in (("preparse_frames_nb", "parse"), ("live_chain_nb", "sync"), ("feed_frames_nb", "fused")):
+            if hasattr(feed_mod, name):
+                self._orig[name] = fn = getattr(feed_mod, name)
+                setattr(feed_mod, name, self.wrap(fn, after=mark))
         feed.on_book = self.wrap(feed.on_book, before="book")  # book.apply and top done
         eng.guard.check_order = self.wrap(eng.guard.check_order, before="decide", after="guard")
         ex.submit = self.wrap(ex.submit, before="record")
@@ -209,11 +212,8 @@ class _Stages:
         self._undo = feed_mod
 
     def uninstall(self) -> None:
-        from workbench.book.nb import live_chain_nb
-        from workbench.data.binance import feed_frames_nb, preparse_frames_nb
-
-        self._undo.preparse_frames_nb, self._undo.live_chain_nb = preparse_frames_nb, live_chain_nb
-        self._undo.feed_frames_nb = feed_frames_nb
+        for name, fn in self._orig.items():
+            setattr(self._undo, name, fn)
 
     def on_strategy(self) -> None:
         self.mark("engine")  # the engine's on_book work (view, guard.on_book, telemetry) before the strategy

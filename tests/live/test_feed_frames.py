@@ -232,7 +232,7 @@ def _reference_feed_frames(buf, ends, sym_u8, sym_ends, scales, live, last_ids, 
             continue
         break
     tops = [None] * len(books)
-    done = apply and j >= n and not trades and sum(hi > lo for lo, hi in runs.tolist()) <= 1
+    done = apply and j >= n and not trades and sum(hi > lo for lo, hi in runs.tolist()) == 1
     if done:
         for k, (lo, hi) in enumerate(runs.tolist()):
             if hi > lo:
@@ -245,7 +245,8 @@ def _reference_feed_frames(buf, ends, sym_u8, sym_ends, scales, live, last_ids, 
 @given(stream(), st.integers(0, 100), st.integers(0, 100), st.booleans(), st.booleans(), st.booleans())
 def test_feed_frames_kernel_equals_its_steps(s, a, b, live_btc, live_eth, apply):
     from workbench.book.book import L2Book, TopOfBook
-    from workbench.book.nb import RUN_WIDTH, STATUS_DONE
+    from workbench.book.nb import (CTL_COUNTS, CTL_LAST, CTL_LIVE, CTL_RUN, CTL_SCALES, CTL_STATUS, CTL_SYM_END,
+                                   CTL_WIDTH, STATUS_DONE)
     from workbench.data.binance import feed_frames_nb
 
     items, _ = s
@@ -273,16 +274,20 @@ def test_feed_frames_kernel_equals_its_steps(s, a, b, live_btc, live_eth, apply)
     n = len(frames)
     pre = np.zeros((max(n, 1), FRAME_WIDTH), np.int64)
     rows = np.zeros((64, 8), np.int64)
-    ev = FeedClient._view(rows, 0, 64)
-    cols = (ev["kind"], ev["side"], ev["px_ticks"], ev["qty_lots"], ev["flags"])
-    last_ids = last0.copy()
-    runs = np.zeros((2, 2), np.int64)
-    counts = np.zeros((2, 2), np.int64)
-    trades = np.zeros(max(n, 1), np.int64)
-    res = np.zeros((2, RUN_WIDTH), np.int64)
-    got, j, at, n_tr, done = feed_frames_nb(buf, ends, 42, u8, sym_ends, scales, pre, rows, *cols, live, last_ids,
-                                            runs, counts, trades, apply, tuple(x.bid for x in books),
-                                            tuple(x.ask for x in books), tuple(x.st for x in books), res)
+    io = np.zeros(2 * n + 1, np.int64)
+    io[:n] = ends
+    ctl = np.zeros((2, CTL_WIDTH), np.int64)
+    ctl[:, CTL_LIVE] = live
+    ctl[:, CTL_LAST] = last0
+    ctl[:, CTL_SYM_END] = sym_ends
+    ctl[:, CTL_SCALES : CTL_SCALES + 4] = scales
+    books_t = tuple(x for bk in books for x in (bk.bid, bk.ask, bk.st))
+    got, j, at, n_tr, done = feed_frames_nb(buf, n, 42, io, u8, ctl, pre, rows, apply, books_t)
+    trades = io[n:]
+    runs = ctl[:, CTL_RUN : CTL_RUN + 2]
+    counts = ctl[:, CTL_COUNTS : CTL_COUNTS + 2]
+    last_ids = ctl[:, CTL_LAST]
+    res = ctl[:, CTL_STATUS:]
     w_got, w_j, w_at, w_trades, w_done, w_runs, w_counts, w_pre, w_rows, w_tops = want
     assert (got, j, at, trades[:n_tr].tolist(), done) == (w_got, w_j, w_at, w_trades, w_done)
     assert runs.tolist() == w_runs.tolist() and counts.tolist() == w_counts.tolist()

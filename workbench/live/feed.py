@@ -49,9 +49,21 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from workbench.book.book import L2Book, TopOfBook
-from workbench.book.nb import RUN_WIDTH, STATUS_DONE, apply_runs_nb, live_chain_nb
+from workbench.book.nb import (
+    CTL_COUNTS,
+    CTL_LAST,
+    CTL_LIVE,
+    CTL_RUN,
+    CTL_SCALES,
+    CTL_STATUS,
+    CTL_SYM_END,
+    CTL_WIDTH,
+    STATUS_DONE,
+    apply_runs_nb,
+    live_chain_nb,
+)
 from workbench.book.sync import BookSync, Diff, SyncState
-from workbench.data.binance import FRAME_WIDTH, feed_frames_nb, preparse_frames_nb
+from workbench.data.binance import FRAME_WIDTH, feed_frames_nb
 from workbench.enums import ASK, BID, F_BATCH_END, F_CLEAR, K_DEPTH, K_SNAPSHOT
 from workbench.exceptions import ConfigError
 from workbench.instrument import Instrument
@@ -181,35 +193,30 @@ class FeedClient:
         self._order = [self.symbols[s] for s in self._names]
         sym_bytes = [s.encode() for s in self._names]
         self._sym_u8 = np.frombuffer(b"".join(sym_bytes), np.uint8).copy()
-        self._sym_ends = np.cumsum([len(b) for b in sym_bytes]).astype(np.int64)
-        self._scales = np.array([instruments[s].scales for s in self._names], np.int64).reshape(-1, 4)
         self._pre = np.empty((64, FRAME_WIDTH), np.int64)
-        self._ends = np.empty(64, np.int64)
-        self._set_rows(np.empty((4096, 8), np.int64))
-        self._rows_buf, self._cols_buf = self._rows, self._cols  # what the pending runs' views refer to
-        k = len(self._names)
-        self._live = np.zeros(k, np.int64)
-        self._last_ids = np.zeros(k, np.int64)
-        self._runs = np.zeros((k, 2), np.int64)
-        self._counts = np.zeros((k, 2), np.int64)
-        self._trades = np.empty(64, np.int64)  # frame indices of the plain trades of a run (grown with _ends)
-        self._res = np.zeros((k, RUN_WIDTH), np.int64)
-        self._books = _book_tuples(self._order)  # (bids, asks, states): what the kernels take of the books
+        self._io = np.empty(128, np.int64)  # the frames' ends, then the indices of the run's plain trades
+        self._rows = np.empty((4096, 8), np.int64)
+        self._rows_buf = self._rows  # what the pending runs' views refer to
+        # the symbols' control rows (CTL_* of workbench.book.nb), and views of its columns for the chain kernel
+        ctl = self._ctl = np.zeros((len(self._names), CTL_WIDTH), np.int64)
+        ctl[:, CTL_SYM_END] = np.cumsum([len(b) for b in sym_bytes])
+        ctl[:, CTL_SCALES : CTL_SCALES + 4] = [instruments[s].scales for s in self._names]
+        self._live = ctl[:, CTL_LIVE]
+        self._last_ids = ctl[:, CTL_LAST]
+        self._runs = ctl[:, CTL_RUN : CTL_RUN + 2]
+        self._counts = ctl[:, CTL_COUNTS : CTL_COUNTS + 2]
+        self._books = _book_tuple(self._order)  # what the book kernels take of the books
         self._fast = config.fast_parse
         self._warm()
 
     def _warm(self) -> None:
         """Compile (or load from numba's cache) the kernels of the frame path now, not on the first frame."""
         rows = np.empty((1, 8), np.int64)
-        preparse_frames_nb(np.frombuffer(b"{}", np.uint8), self._ends[:0], 0, self._sym_u8, self._sym_ends,
-                           self._scales, self._pre, rows)
         live_chain_nb(self._pre, 0, 0, 0, self._live, self._last_ids, self._runs, self._counts)
         L2Book().apply(self._view(rows, 0, 0))
-        feed_frames_nb(np.frombuffer(b"{}", np.uint8), self._ends[:0], 0, self._sym_u8, self._sym_ends, self._scales,
-                       self._pre, self._rows, *self._cols, self._live, self._last_ids, self._runs, self._counts,
-                       self._trades, True, *self._books, self._res)
-        b = self._order[0].book
-        apply_runs_nb(*self._cols, self._runs[:0], (b.bid,), (b.ask,), (b.st,), self._res[:0])
+        feed_frames_nb(np.frombuffer(b"{}", np.uint8), 0, 0, self._io, self._sym_u8, self._ctl, self._pre,
+                       self._rows, True, self._books)
+        apply_runs_nb(self._rows, self._ctl, self._books, 0, 0)
 
     # -- state for traders ---------------------------------------------------------------------------------------------
     def in_sync(self, symbol: str) -> bool:
@@ -370,32 +377,29 @@ class FeedClient:
             return
         self.stats["messages"] += n
         frames = [f.encode() if type(f) is str else f for f in frames] if type(frames[0]) is str else frames
-        ends = self._ends
-        if len(ends) < n:
-            ends = self._ends = np.empty(2 * n, np.int64)
+        io = self._io
+        if len(io) < 2 * n:
+            io = self._io = np.empty(4 * n, np.int64)
             self._pre = np.empty((2 * n, FRAME_WIDTH), np.int64)
-            self._trades = np.empty(2 * n, np.int64)
         if n == 1:
             buf = frames[0]
-            ends[0] = len(buf)
+            io[0] = len(buf)
         else:
             buf = b"".join(frames)
-            ends[:n] = list(accumulate(map(len, frames)))
-        rows, cols = self._rows, self._cols
+            io[:n] = list(accumulate(map(len, frames)))
+        rows = self._rows
         clean = self._run_in()
         order = self._order
-        got, j, at, n_tr, done = feed_frames_nb(
-            np.frombuffer(buf, np.uint8), ends[:n], recv_ns, self._sym_u8, self._sym_ends, self._scales, self._pre,
-            rows, *cols, self._live, self._last_ids, self._runs, self._counts, self._trades, clean, *self._books,
-            self._res)
+        got, j, at, n_tr, done = feed_frames_nb(np.frombuffer(buf, np.uint8), n, recv_ns, io, self._sym_u8,
+                                                self._ctl, self._pre, rows, clean, self._books)
         if got < 0:  # some diff did not fit: it goes the general way now, and the buffer grows for the next runs
-            self._set_rows(np.empty((2 * len(rows), 8), np.int64))
-        self._rows_buf, self._cols_buf = rows, cols
+            self._rows = np.empty((2 * len(rows), 8), np.int64)
+        self._rows_buf = rows
         pre = self._pre
         if j >= n and clean:  # all plain: the accepted rows are one run per symbol, applied (done) or to apply
             try:
                 if n_tr:  # before any book changes, as the general way reports them
-                    self._report_trades(pre, n_tr)
+                    self._report_trades(pre, io[n : n + n_tr])
             finally:
                 self._chain_out()
                 for k, st in enumerate(order):
@@ -410,7 +414,7 @@ class FeedClient:
         try:
             if n_tr:  # the plain trades it passed come before frame j
                 self._chain_out()
-                self._report_trades(pre, n_tr)
+                self._report_trades(pre, io[n : n + n_tr])
             while True:
                 # the common case in numba: diffs continuing their symbol's chain, rows contiguous in the buffer
                 if not resume:
@@ -473,26 +477,25 @@ class FeedClient:
         """:meth:`_chain_in` at the start of a run: in the usual case (no rows pending, so every run is empty: the
         kernel zeroes the runs and counts) only the sync states and last ids; the books' arrays as tuples (built
         again when a window was re-laid). Returns False when rows are pending (the full :meth:`_chain_in` done)."""
-        live, last_ids = self._live, self._last_ids
-        bids, asks, _ = self._books
+        ctl, books = self._ctl, self._books
         k = 0
         for st in self._order:
             if st.pending_n:
                 self._chain_in()
                 return False
             sync = st.sync
-            live[k] = sync.state is _LIVE
-            last_ids[k] = sync.last_id
+            ctl[k, CTL_LIVE] = sync.state is _LIVE
+            ctl[k, CTL_LAST] = sync.last_id
             book = st.book
-            if book.bid is not bids[k] or book.ask is not asks[k]:
-                self._books = _book_tuples(self._order)
+            if book.bid is not books[3 * k] or book.ask is not books[3 * k + 1]:
+                self._books = _book_tuple(self._order)
             k += 1
         return True
 
-    def _report_trades(self, pre: np.ndarray, n_tr: int) -> None:
-        """``on_trade`` for the plain trades the fused kernel passed (their frame indices in ``self._trades``)."""
+    def _report_trades(self, pre: np.ndarray, trades: np.ndarray) -> None:
+        """``on_trade`` for the plain trades the fused kernel passed (``trades``: their frame indices)."""
         on_trade, names = self.on_trade, self._names
-        for j in self._trades[:n_tr].tolist():
+        for j in trades.tolist():
             row = pre[j].tolist()
             self.stats["trades"] += 1
             on_trade(Trade(names[row[8]], row[2], row[3], row[4], -1 if row[5] else 1, row[6] * 1_000_000))
@@ -505,12 +508,14 @@ class FeedClient:
         st.run_lo = st.run_hi = 0
         self.stats["batches"] += 1
         book = st.book
-        res = self._res
+        ctl = self._ctl
         if not done:
-            runs = self._runs[k : k + 1]
-            runs[0, 0], runs[0, 1] = lo, hi
-            apply_runs_nb(*self._cols_buf, runs, (book.bid,), (book.ask,), (book.st,), res[k : k + 1])
-        status, i, bpx, bq, apx, aq = res[k].tolist()
+            ctl[k, CTL_RUN] = lo
+            ctl[k, CTL_RUN + 1] = hi
+            if book.bid is not self._books[3 * k] or book.ask is not self._books[3 * k + 1]:
+                self._books = _book_tuple(self._order)  # a window re-laid by an earlier symbol's on_book
+            apply_runs_nb(self._rows_buf, ctl, self._books, k, k + 1)
+        status, i, bpx, bq, apx, aq = ctl[k, CTL_STATUS:].tolist()
         if status != STATUS_DONE:  # a price outside the window: the book grows it and goes on
             book._run(self._view(self._rows_buf, lo, hi), i, False, book._no_ix, book._no_lv)
             top = book.top()
@@ -538,12 +543,6 @@ class FeedClient:
                 if dup:
                     st.sync.stats.add("duplicates", dup)
         counts[:] = 0
-
-    def _set_rows(self, rows: np.ndarray) -> None:
-        """A new rows buffer for the parser, and the event columns over it (what the book kernels read)."""
-        self._rows = rows
-        ev = self._view(rows, 0, len(rows))
-        self._cols = (ev["kind"], ev["side"], ev["px_ticks"], ev["qty_lots"], ev["flags"])
 
     @staticmethod
     def _view(rows: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -770,10 +769,9 @@ class FeedClient:
 _LIVE = SyncState.LIVE
 
 
-def _book_tuples(order: list) -> tuple:
-    """The symbols' book windows and states as three tuples (bids, asks, states), in the kernels' symbol order."""
-    return (tuple(st.book.bid for st in order), tuple(st.book.ask for st in order),
-            tuple(st.book.st for st in order))
+def _book_tuple(order: list) -> tuple:
+    """The symbols' book windows and states, (bid, ask, state) of each symbol in the kernels' order, in one tuple."""
+    return tuple(a for st in order for a in (st.book.bid, st.book.ask, st.book.st))
 
 
 def _queued_frames(ws) -> Callable[[], int]:
