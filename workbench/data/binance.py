@@ -580,7 +580,7 @@ def feed_frames_nb(buf, n, ts_local, io, symbols, ctl, out, rows, apply, books):
     """The feed client's step per socket read, in one call: pre-parse the ``n`` frames (:func:`preparse_frames_nb`;
     ``io[:n]`` where each ends in ``buf``), keep the update-id chains (:func:`workbench.book.nb.live_chain_nb`,
     passing over plain trades), and, when ``apply`` and every frame was plain (no trade, nothing for the Python way)
-    and only one symbol has accepted rows, apply them to its book and read its top
+    and of one symbol, apply its accepted rows to its book and read its top
     (:func:`workbench.book.nb.apply_runs_nb`, ``books`` as it takes them).
 
     ``ctl`` holds the symbols' control rows (``CTL_*`` of :mod:`workbench.book.nb`: sync state, last id, run,
@@ -588,7 +588,8 @@ def feed_frames_nb(buf, n, ts_local, io, symbols, ctl, out, rows, apply, books):
     pending: runs and counts are zeroed first (otherwise the caller has set them). The frame indices of the plain
     trades passed go to ``io[n:]`` (the caller reports them: on_trade runs before the books change, as on the
     Python way). Returns (rows written or -1 as :func:`preparse_frames_nb`, the index of the first frame the Python
-    way must take or ``n``, its first row in ``rows``, trades passed, 1 if the book was applied else 0).
+    way must take or ``n``, its first row in ``rows``, trades passed, and 1 + the symbol whose book was applied
+    here, else 0).
     """
     live = ctl[:, CTL_LIVE]
     last_ids = ctl[:, CTL_LAST]
@@ -612,16 +613,20 @@ def feed_frames_nb(buf, n, ts_local, io, symbols, ctl, out, rows, apply, books):
         break
     done = 0
     n_runs = 0
+    n_seen = 0
     k_run = 0
     for k in range(runs.shape[0]):
         if runs[k, 1] > runs[k, 0]:
             n_runs += 1
             k_run = k
-    # only one book changes: applying it here is what the caller would do next (with several, each symbol's
-    # on_book must see the others' books as they were before its turn: the caller applies them one by one)
-    if apply and j >= n and n_tr == 0 and n_runs == 1:
+        if counts[k, 0] + counts[k, 1] > 0:
+            n_seen += 1
+    # only one symbol had diffs, and its book changes: applying it here is what the caller would do next (with
+    # several, each symbol's on_book must see the others' books as they were before its turn: the caller applies
+    # them one by one)
+    if apply and j >= n and n_tr == 0 and n_runs == 1 and n_seen == 1:
         apply_runs_nb(rows, ctl, books, k_run, k_run + 1)
-        done = 1
+        done = k_run + 1
     return got, j, at, n_tr, done
 
 def _diff_events(ts_exch: int, ts_local: int, px: list, qty: list, n_bid: int, last: int, first: int, pu: int):

@@ -57,6 +57,7 @@ from workbench.book.nb import (
     CTL_SCALES,
     CTL_STATUS,
     CTL_SYM_END,
+    CTL_TOP,
     CTL_WIDTH,
     STATUS_DONE,
     apply_runs_nb,
@@ -396,7 +397,31 @@ class FeedClient:
             self._rows = np.empty((2 * len(rows), 8), np.int64)
         self._rows_buf = rows
         pre = self._pre
-        if j >= n and clean:  # all plain: the accepted rows are one run per symbol, applied (done) or to apply
+        if done:  # the usual case: one symbol's diffs, in its book already (the rest of the Python way, inline)
+            st = order[done - 1]
+            r = self._ctl[done - 1].tolist()
+            acc, dup = r[CTL_COUNTS], r[CTL_COUNTS + 1]
+            sync = st.sync
+            sync.last_id = st.pending_uid = uid = r[CTL_LAST]
+            sync.stats.add("diffs_applied", acc)
+            if dup:
+                sync.stats.add("duplicates", dup)
+            stats = self.stats
+            stats["diffs_applied"] += acc
+            stats["batches"] += 1
+            book = st.book
+            bpx, bq, apx, aq = r[CTL_TOP : CTL_TOP + 4]
+            if r[CTL_STATUS] == STATUS_DONE and not (book._far_bid or book._far_ask):
+                st.top = TopOfBook(bpx if bq else None, bq, apx if aq else None, aq)
+                if not (bq and aq and bpx >= apx):  # not crossed (else _applied resyncs)
+                    st.last_update_id = uid
+                    st.last_update_ns = self.clock()
+                    self.on_book(st.ins.symbol)
+                    return
+            st.run_lo, st.run_hi = r[CTL_RUN], r[CTL_RUN + 1]  # the window grew, overflow levels, or crossed
+            self._finish_run(st, r, uid)
+            return
+        if j >= n and clean:  # all plain: the accepted rows are one run per symbol, each applied in one call
             try:
                 if n_tr:  # before any book changes, as the general way reports them
                     self._report_trades(pre, io[n : n + n_tr])
@@ -404,7 +429,7 @@ class FeedClient:
                 self._chain_out()
                 for k, st in enumerate(order):
                     if st.pending_n:
-                        self._flush_run(st, k, done)
+                        self._flush_run(st, k)
             return
         # the general way from frame j on (what the chains took before it stays pending)
         on_trade = self.on_trade
@@ -500,22 +525,30 @@ class FeedClient:
             self.stats["trades"] += 1
             on_trade(Trade(names[row[8]], row[2], row[3], row[4], -1 if row[5] else 1, row[6] * 1_000_000))
 
-    def _flush_run(self, st: _Symbol, k: int, done: int) -> None:
+    def _flush_run(self, st: _Symbol, k: int) -> None:
         """:meth:`_flush` of a symbol whose pending rows are one run of the buffer (row k of the kernels' arrays),
-        through :func:`apply_runs_nb`: book and top in one call, unless :func:`feed_frames_nb` did it (``done``)."""
+        through :func:`apply_runs_nb`: book and top in one call."""
         lo, hi, uid = st.run_lo, st.run_hi, st.pending_uid
         st.pending_n = 0
         st.run_lo = st.run_hi = 0
         self.stats["batches"] += 1
         book = st.book
         ctl = self._ctl
-        if not done:
-            ctl[k, CTL_RUN] = lo
-            ctl[k, CTL_RUN + 1] = hi
-            if book.bid is not self._books[3 * k] or book.ask is not self._books[3 * k + 1]:
-                self._books = _book_tuple(self._order)  # a window re-laid by an earlier symbol's on_book
-            apply_runs_nb(self._rows_buf, ctl, self._books, k, k + 1)
-        status, i, bpx, bq, apx, aq = ctl[k, CTL_STATUS:].tolist()
+        ctl[k, CTL_RUN] = lo
+        ctl[k, CTL_RUN + 1] = hi
+        if book.bid is not self._books[3 * k] or book.ask is not self._books[3 * k + 1]:
+            self._books = _book_tuple(self._order)  # a window re-laid by an earlier symbol's on_book
+        apply_runs_nb(self._rows_buf, ctl, self._books, k, k + 1)
+        st.run_lo, st.run_hi = lo, hi
+        self._finish_run(st, ctl[k].tolist(), uid)
+
+    def _finish_run(self, st: _Symbol, r: list, uid: int) -> None:
+        """The book of ``st`` took its run (``st.run_lo:run_hi``) in :func:`apply_runs_nb` (``r``: its control row):
+        finish what a window too narrow left, read the top, then :meth:`_applied`."""
+        book = st.book
+        lo, hi = st.run_lo, st.run_hi
+        st.run_lo = st.run_hi = 0
+        status, i, bpx, bq, apx, aq = r[CTL_STATUS : CTL_STATUS + 6]
         if status != STATUS_DONE:  # a price outside the window: the book grows it and goes on
             book._run(self._view(self._rows_buf, lo, hi), i, False, book._no_ix, book._no_lv)
             top = book.top()
