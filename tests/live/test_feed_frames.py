@@ -202,6 +202,23 @@ def test_the_frame_path_equals_the_general_path(s):
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(stream())
+def test_the_frame_path_equals_the_general_path_with_narrow_books(s):
+    """Books whose dense window is narrow: far diffs put levels in the overflow maps (the top is read there)."""
+    from workbench.book.book import L2Book
+
+    items, cuts = s
+    got = []
+    for fast in (True, False):
+        feed, log = client(fast)
+        for st_ in feed.symbols.values():
+            st_.book = L2Book(initial_levels=16, max_levels=64)
+        feed_all(feed, items, cuts, BOOK)
+        got.append(state(feed, log))
+    assert got[0] == got[1]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stream())
 def test_the_frame_path_equals_the_general_path_with_one_symbol(s):
     items, cuts = s
     items = [it for it in items if it[0] == "frame" or it[1] == "BTCUSDT"]  # ETHUSDT frames: not subscribed

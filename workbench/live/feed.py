@@ -512,7 +512,7 @@ class FeedClient:
             ctl[k, CTL_LIVE] = sync.state is _LIVE
             ctl[k, CTL_LAST] = sync.last_id
             book = st.book
-            if book.bid is not books[3 * k] or book.ask is not books[3 * k + 1]:
+            if book.bid is not books[3 * k] or book.ask is not books[3 * k + 1] or book.st is not books[3 * k + 2]:
                 self._books = _book_tuple(self._order)
             k += 1
         return True
