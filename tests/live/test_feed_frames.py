@@ -325,6 +325,24 @@ def test_feed_frames_kernel_equals_its_steps(s, a, b, live_btc, live_eth, apply)
         assert [x.tolist() for x in bk.side_levels(-1)] == [x.tolist() for x in r.side_levels(-1)]
 
 
+def test_a_top_in_the_overflow_maps_is_read_there():
+    """A deep level goes to the overflow map of a narrow book; when the window's side empties, the top is that level
+    (the kernel's top of the window alone would say the side is empty)."""
+    from workbench.book.book import L2Book
+
+    got = []
+    for fast in (True, False):
+        feed, log = client(fast, ("BTCUSDT",))
+        feed.symbols["BTCUSDT"].book = L2Book(initial_levels=16, max_levels=64)
+        feed.handle_snapshot("BTCUSDT", snapshot(100, *BOOK["BTCUSDT"]))
+        feed.handle_frames([frame(diff("BTCUSDT", 101, 101, [[px(5_998_000), qty(3)]], []))], 1)
+        assert feed.book("BTCUSDT")._far_bid == {5_998_000: 3}
+        feed.handle_frames([frame(diff("BTCUSDT", 102, 102, [[px(5_999_990 - k), "0"] for k in range(10)], []))], 1)
+        assert feed.top("BTCUSDT").bid_px_ticks == 5_998_000 and feed.in_sync("BTCUSDT")
+        got.append(state(feed, log))
+    assert got[0] == got[1]
+
+
 def test_a_plain_run_goes_through_the_kernels_and_the_book_once():
     feed, log = client(True, ("BTCUSDT",))
     feed.handle_snapshot("BTCUSDT", snapshot(100, *BOOK["BTCUSDT"]))
