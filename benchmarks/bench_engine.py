@@ -86,13 +86,18 @@ def _feed_rate(port: int, seconds: float, transport: str) -> tuple:
 
     async def main():
         feed = FeedClient(cfg, {"BTCUSDT": ins})
-        orig_apply = feed._apply
+        orig_frames = feed.handle_frames
 
-        def apply(s, rows, uid):  # the event time (E, ms) of the last diff applied: its rows carry it
-            last_e[0] = int(rows["ts_exch_ns"][-1]) // 1_000_000
-            orig_apply(s, rows, uid)
+        def handle_frames(frames, recv_ns=None):
+            # the event time (E, ms) of the run's last plain diff: in its book when handle_frames returns (the fused
+            # path does not go through FeedClient._apply, which this probe wrapped before)
+            orig_frames(frames, recv_ns)
+            pre = feed._pre[: len(frames)]
+            ms = pre[(pre[:, 0] == 3) & (pre[:, 5] >= 0), 5]
+            if len(ms):
+                last_e[0] = int(ms[-1])
 
-        feed._apply = apply
+        feed.handle_frames = handle_frames
         task = asyncio.create_task(feed.run())
         while not feed.in_sync("BTCUSDT"):
             await asyncio.sleep(0.01)
