@@ -33,8 +33,9 @@ from __future__ import annotations
 import numpy as np
 
 from workbench.book.book import L2Book
+from workbench.backtest.feed import arrivals_ns
 from workbench.backtest import nb
-from workbench.enums import K_DEPTH, K_SNAPSHOT, K_TRADE
+from workbench.enums import K_DEPTH, K_SNAPSHOT
 from workbench.venue.api import FeeSchedule, OrderType, SymbolSpec, TimeInForce
 from workbench.venue.latency import ConstantLatency
 from workbench.venue.queue import ConservativeQueue, NoQueue, ProbabilisticQueue
@@ -164,14 +165,7 @@ class FastMarket:
             ("feed", False, feed.ns) if type(feed) is ConstantLatency else ("feed", False, None) if feed is None else None
         FD = cache.get(key) if cache is not None and key is not None else None
         if FD is None:
-            if config.feed_from_recording:
-                m = (kind == K_DEPTH) | (kind == K_TRADE)
-                offset = int((events["ts_local_ns"][m] - events["ts_exch_ns"][m]).min()) if m.any() else 0
-                arrive = events["ts_local_ns"][last] - offset
-            else:
-                draws = feed.draw_many_ns(len(last)) if feed is not None else np.zeros(len(last), np.int64)
-                arrive = events["ts_exch_ns"][last] + draws
-            arrive = np.maximum.accumulate(arrive.astype(np.int64)) if len(arrive) else arrive.astype(np.int64)
+            arrive = arrivals_ns(events, last, feed, config.feed_from_recording)
             FD = np.empty((3, len(last)), np.int64)
             FD[0] = msgs[0]
             FD[1] = msgs[1]

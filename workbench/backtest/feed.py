@@ -31,6 +31,21 @@ _NOT_FEED = np.array([K_BBO, K_STATUS], np.uint8)
 _TRADE_KINDS = np.array([K_TRADE, K_ORDER_EXEC_HIDDEN, K_CROSS_TRADE], np.uint8)
 
 
+def arrivals_ns(events: np.ndarray, last_rows: np.ndarray, feed, from_recording: bool) -> np.ndarray:
+    """Local arrival (ns) of each feed message, given its last row: the recording's local times shifted so that the
+    fastest message took 0 ns (``from_recording``), else the exchange time plus a draw of ``feed`` (None: no delay);
+    never earlier than the message before."""
+    if from_recording:
+        kind = events["kind"]
+        m = (kind == K_DEPTH) | (kind == K_TRADE)
+        offset = int((events["ts_local_ns"][m] - events["ts_exch_ns"][m]).min()) if m.any() else 0
+        arrive = events["ts_local_ns"][last_rows] - offset
+    else:
+        draws = feed.draw_many_ns(len(last_rows)) if feed is not None else np.zeros(len(last_rows), np.int64)
+        arrive = events["ts_exch_ns"][last_rows] + draws
+    return np.maximum.accumulate(arrive.astype(np.int64)) if len(arrive) else arrive.astype(np.int64)
+
+
 class LocalFeed:
     """One symbol's feed as the strategy sees it: rows, their local arrival times, the local book."""
 
@@ -44,14 +59,7 @@ class LocalFeed:
             end[-1] = True
         ends = np.flatnonzero(end)
         starts = np.concatenate([[0], ends[:-1] + 1]) if len(ends) else np.zeros(0, np.int64)
-        if from_recording:
-            m = np.isin(ev["kind"], np.array([K_DEPTH, K_TRADE], np.uint8))
-            offset = int((ev["ts_local_ns"][m] - ev["ts_exch_ns"][m]).min()) if m.any() else 0
-            arrive = ev["ts_local_ns"][ends] - offset
-        else:
-            draws = feed.draw_many_ns(len(ends)) if feed is not None else np.zeros(len(ends), np.int64)
-            arrive = ev["ts_exch_ns"][ends] + draws
-        arrive = np.maximum.accumulate(arrive.astype(np.int64)) if len(arrive) else arrive.astype(np.int64)
+        arrive = arrivals_ns(ev, ends, feed, from_recording)
         self.msg_start = starts.astype(np.int64)
         self.msg_end = (ends + 1).astype(np.int64)  # exclusive
         self.msg_arrive_ns = arrive

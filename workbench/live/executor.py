@@ -305,20 +305,13 @@ class Executor:
         return sent
 
     def _place_frame(self, o: OwnOrder) -> tuple[int, bytes]:
-        """``order.place`` of ``o``: the parameters of :meth:`_place_params`, framed from a template."""
-        ins = self.instruments[o.symbol]
-        typ = o.type
-        side = "BUY" if o.side > 0 else "SELL"
-        fixed = {"symbol": o.symbol, "side": side, "type": typ.name, "newOrderRespType": "RESULT"}
-        if typ == OrderType.LIMIT:
-            fixed["timeInForce"] = o.tif.name
-        qty = ins.lots_to_str(o.qty_lots)
-        if typ == OrderType.MARKET:
-            return self._templated((o.symbol, side, typ, None), "order.place", fixed,
-                                   ("newClientOrderId", "quantity"), (o.client_order_id, qty))
-        return self._templated((o.symbol, side, typ, o.tif if typ == OrderType.LIMIT else None), "order.place", fixed,
-                               ("newClientOrderId", "price", "quantity"),
-                               (o.client_order_id, ins.ticks_to_str(o.px_ticks), qty))
+        """``order.place`` of ``o``: :meth:`_place_params`, framed from the template of its symbol, side, type and
+        time in force (the order's id, price and quantity filled in)."""
+        params = self._place_params(o)
+        names = tuple(n for n in ("newClientOrderId", "price", "quantity") if n in params)
+        fixed = {k: v for k, v in params.items() if k not in names}
+        return self._templated((o.symbol, o.side, o.type, o.tif), "order.place", fixed, names,
+                               tuple(params[n] for n in names))
 
     async def _placed(self, o: OwnOrder, sent) -> None:
         try:
