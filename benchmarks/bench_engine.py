@@ -87,13 +87,18 @@ def _feed_rate(port: int, seconds: float, transport: str) -> tuple:
 
     async def main():
         feed = FeedClient(cfg, {"BTCUSDT": ins})
-        orig_apply = feed._apply
+        orig_frames = feed.handle_frames
 
-        def apply(s, rows, uid):  # the event time (E, ms) of the last diff applied: its rows carry it
-            last_e[0] = int(rows["ts_exch_ns"][-1]) // 1_000_000
-            orig_apply(s, rows, uid)
+        def handle_frames(frames, recv_ns=None):
+            # the event time (E, ms) of the run's last plain diff: in its book when handle_frames returns (the fused
+            # path does not go through FeedClient._apply, which this probe wrapped before)
+            orig_frames(frames, recv_ns)
+            pre = feed._pre[: len(frames)]
+            ms = pre[(pre[:, 0] == 3) & (pre[:, 5] >= 0), 5]
+            if len(ms):
+                last_e[0] = int(ms[-1])
 
-        feed._apply = apply
+        feed.handle_frames = handle_frames
         task = asyncio.create_task(feed.run())
         while not feed.in_sync("BTCUSDT"):
             await asyncio.sleep(0.01)
@@ -169,7 +174,7 @@ class _Stages:
     executor are wrapped on the running engine's objects, so nothing of this is in the engine's code (off: no cost).
     Each mark is ``perf_counter_ns`` after the named stage; a row of marks is kept per order sent."""
 
-    ORDER = ("frames", "parse", "sync", "book", "engine", "decide", "guard", "record", "frame", "write")
+    ORDER = ("frames", "parse", "sync", "fused", "book", "engine", "decide", "guard", "record", "frame", "write")
 
     def __init__(self) -> None:
         self.cur: dict[str, int] = {}
@@ -196,8 +201,13 @@ class _Stages:
         feed, ex = eng.feed, eng.executor
         # frames: the listener has collected the read's frames and hands them over
         feed.handle_frames = self.wrap(feed.handle_frames, before="frames", reset=True)
-        feed_mod.preparse_frames_nb = self.wrap(feed_mod.preparse_frames_nb, after="parse")
-        feed_mod.live_chain_nb = self.wrap(feed_mod.live_chain_nb, after="sync")
+        # the feed's kernels: parse and sync (separate calls), or parse + sync + book apply + top in one (fused:
+        # a run of one symbol's diffs; otherwise the books follow); wrapped where the feed module has them
+        self._orig = {}
+        for name, mark in (("preparse_frames_nb", "parse"), ("live_chain_nb", "sync"), ("feed_frames_nb", "fused")):
+            if hasattr(feed_mod, name):
+                self._orig[name] = fn = getattr(feed_mod, name)
+                setattr(feed_mod, name, self.wrap(fn, after=mark))
         feed.on_book = self.wrap(feed.on_book, before="book")  # book.apply and top done
         eng.guard.check_order = self.wrap(eng.guard.check_order, before="decide", after="guard")
         ex.submit = self.wrap(ex.submit, before="record")
@@ -208,10 +218,8 @@ class _Stages:
         self._undo = feed_mod
 
     def uninstall(self) -> None:
-        from workbench.book.nb import live_chain_nb
-        from workbench.data.binance import preparse_frames_nb
-
-        self._undo.preparse_frames_nb, self._undo.live_chain_nb = preparse_frames_nb, live_chain_nb
+        for name, fn in self._orig.items():
+            setattr(self._undo, name, fn)
 
     def on_strategy(self) -> None:
         self.mark("engine")  # the engine's on_book work (view, guard.on_book, telemetry) before the strategy

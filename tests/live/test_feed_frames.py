@@ -21,11 +21,24 @@ INS = {"BTCUSDT": Instrument("BTCUSDT", "0.01", "0.00001"), "ETHUSDT": Instrumen
 
 def client(fast: bool, symbols=("BTCUSDT", "ETHUSDT")):
     cfg = FeedConfig(stream_url="ws://127.0.0.1:9", rest_url="http://127.0.0.1:9", symbols=symbols, fast_parse=fast)
-    log = {"status": [], "trades": [], "books": [], "fetches": []}
-    feed = FeedClient(cfg, {s: INS[s] for s in symbols},
-                      on_status=lambda s, what, detail: log["status"].append((s, what)),
-                      on_trade=lambda t: log["trades"].append(t),
-                      on_book=lambda s: log["books"].append((s, feed.top(s))))
+    log = {"status": [], "trades": [], "books": [], "fetches": [], "seq": []}
+
+    def seen():  # what a callback can see of every book (the fused path must not show a book changed too early)
+        return [(feed.book(s).top(), feed.symbols[s].last_update_id, feed.in_sync(s)) for s in symbols]
+
+    def on_status(s, what, detail):
+        log["status"].append((s, what))
+        log["seq"].append(("status", s, what, seen()))
+
+    def on_trade(t):
+        log["trades"].append(t)
+        log["seq"].append(("trade", t, seen()))
+
+    def on_book(s):
+        log["books"].append((s, feed.top(s)))
+        log["seq"].append(("book", s, feed.top(s), seen()))
+
+    feed = FeedClient(cfg, {s: INS[s] for s in symbols}, on_status=on_status, on_trade=on_trade, on_book=on_book)
     feed._fetch_snapshot = lambda symbol, st_: log["fetches"].append(symbol)  # no I/O: the test hands snapshots
     return feed, log
 
@@ -36,7 +49,7 @@ def state(feed, log):
         books[s] = ([a.tolist() for a in st_.book.side_levels(1)], [a.tolist() for a in st_.book.side_levels(-1)],
                     st_.last_update_id, st_.sync.in_sync, st_.sync.last_id, dict(st_.sync.stats.counts))
     stats = {k: v for k, v in feed.stats.items() if k != "batches"}
-    return books, stats, log["status"], log["trades"], log["fetches"]
+    return books, stats, log["status"], log["trades"], log["fetches"], log["seq"]
 
 
 def diff(sym, first, last, bids, asks, *, pu=None, e=1_700_000_000_000, **extra):
@@ -183,6 +196,224 @@ def test_the_frame_path_equals_the_general_path(s):
     for fast in (True, False):
         feed, log = client(fast)
         feed_all(feed, items, cuts, BOOK)
+        got.append(state(feed, log))
+    assert got[0] == got[1]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stream())
+def test_the_frame_path_equals_the_general_path_with_narrow_books(s):
+    """Books whose dense window is narrow: far diffs put levels in the overflow maps (the top is read there)."""
+    from workbench.book.book import L2Book
+
+    items, cuts = s
+    got = []
+    for fast in (True, False):
+        feed, log = client(fast)
+        for st_ in feed.symbols.values():
+            st_.book = L2Book(initial_levels=16, max_levels=64)
+        feed_all(feed, items, cuts, BOOK)
+        got.append(state(feed, log))
+    assert got[0] == got[1]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stream())
+def test_the_frame_path_equals_the_general_path_with_one_symbol(s):
+    items, cuts = s
+    items = [it for it in items if it[0] == "frame" or it[1] == "BTCUSDT"]  # ETHUSDT frames: not subscribed
+    got = []
+    for fast in (True, False):
+        feed, log = client(fast, ("BTCUSDT",))
+        feed_all(feed, items, cuts, BOOK)
+        got.append(state(feed, log))
+    assert got[0] == got[1]
+
+
+def _reference_feed_frames(buf, ends, sym_u8, sym_ends, scales, live, last_ids, books, apply):
+    """feed_frames_nb as the separate steps it fuses: the parser, the chain kernel stopping at trades (passed in
+    plain Python), L2Book.apply and top() of a symbol's run when the kernel would apply it: every frame plain, no
+    trade, and one symbol's diffs only (another symbol's duplicates count too: the caller's inline finish takes the
+    counters of the applied symbol alone). ``done`` is as the kernel returns it: 1 + that symbol's index, else 0."""
+    n = len(ends)
+    pre = np.zeros((max(n, 1), FRAME_WIDTH), np.int64)
+    rows = np.zeros((64, 8), np.int64)
+    got = preparse_frames_nb(buf, ends, 42, sym_u8, sym_ends, scales, pre, rows)
+    runs = np.zeros((len(books), 2), np.int64)
+    counts = np.zeros((len(books), 2), np.int64)
+    j = at = 0
+    trades = []
+    while True:
+        j, at = live_chain_nb(pre, j, n, at, live, last_ids, runs, counts)
+        if j < n and pre[j, 0] == 2 and pre[j, 6] >= 0:
+            trades.append(j)
+            j += 1
+            continue
+        break
+    tops = [None] * len(books)
+    ran = [k for k, (lo, hi) in enumerate(runs.tolist()) if hi > lo]
+    seen = [k for k, (acc, dup) in enumerate(counts.tolist()) if acc or dup]
+    done = 0
+    if apply and j >= n and not trades and len(ran) == 1 and seen == ran:
+        k = ran[0]
+        lo, hi = runs[k].tolist()
+        books[k].apply(FeedClient._view(rows, lo, hi))
+        tops[k] = books[k].top()
+        done = k + 1
+    return got, j, at, trades, done, runs, counts, pre[:n], rows[:max(got, 0)], tops
+
+
+def _kernel_equals_its_steps(frames, live, last0, apply):
+    """feed_frames_nb and :func:`_reference_feed_frames` on the same frames (BTCUSDT symbol 0, ETHUSDT 1; both books
+    start from BOOK; ``live`` and ``last0``: each symbol's sync state and last id): asserts they agree on everything
+    and returns the kernel's (got, j, at, n_tr, done), its control rows and its books."""
+    from workbench.book.book import L2Book, TopOfBook
+    from workbench.book.nb import (CTL_COUNTS, CTL_LAST, CTL_LIVE, CTL_RUN, CTL_SCALES, CTL_STATUS, CTL_SYM_END,
+                                   CTL_WIDTH, STATUS_DONE)
+    from workbench.data.binance import feed_frames_nb
+
+    syms = [b"BTCUSDT", b"ETHUSDT"]
+    u8 = np.frombuffer(b"".join(syms), np.uint8)
+    sym_ends = np.cumsum([len(x) for x in syms]).astype(np.int64)
+    scales = np.array([INS["BTCUSDT"].scales, INS["ETHUSDT"].scales], np.int64)
+    buf = np.frombuffer(b"".join(frames) or b"{}", np.uint8)
+    ends = np.cumsum([len(f) for f in frames]).astype(np.int64)
+    live = np.array(live, np.int64)
+    last0 = np.array(last0, np.int64)
+    # books with levels already
+    books = [L2Book(initial_levels=64), L2Book(initial_levels=64)]
+    for bk, sym in zip(books, ("BTCUSDT", "ETHUSDT")):
+        feed, _ = client(False, (sym,))
+        feed.handle_snapshot(sym, snapshot(1, *BOOK[sym]))
+        bk.assign(feed.book(sym))
+    ref_books = [L2Book(), L2Book()]
+    for r, bk in zip(ref_books, books):
+        r.assign(bk)
+    want = _reference_feed_frames(buf, ends, u8, sym_ends, scales, live.copy(), ref_last := last0.copy(), ref_books,
+                                  apply)
+
+    n = len(frames)
+    pre = np.zeros((max(n, 1), FRAME_WIDTH), np.int64)
+    rows = np.zeros((64, 8), np.int64)
+    io = np.zeros(2 * n + 1, np.int64)
+    io[:n] = ends
+    ctl = np.zeros((2, CTL_WIDTH), np.int64)
+    ctl[:, CTL_LIVE] = live
+    ctl[:, CTL_LAST] = last0
+    ctl[:, CTL_SYM_END] = sym_ends
+    ctl[:, CTL_SCALES : CTL_SCALES + 4] = scales
+    books_t = tuple(x for bk in books for x in (bk.bid, bk.ask, bk.st))
+    got, j, at, n_tr, done = feed_frames_nb(buf, n, 42, io, u8, ctl, pre, rows, apply, books_t)
+    trades = io[n:]
+    runs = ctl[:, CTL_RUN : CTL_RUN + 2]
+    counts = ctl[:, CTL_COUNTS : CTL_COUNTS + 2]
+    last_ids = ctl[:, CTL_LAST]
+    res = ctl[:, CTL_STATUS:]
+    w_got, w_j, w_at, w_trades, w_done, w_runs, w_counts, w_pre, w_rows, w_tops = want
+    assert (got, j, at, trades[:n_tr].tolist(), done) == (w_got, w_j, w_at, w_trades, w_done)
+    assert runs.tolist() == w_runs.tolist() and counts.tolist() == w_counts.tolist()
+    assert last_ids.tolist() == ref_last.tolist()
+    assert pre[:n].tolist() == w_pre.tolist() and rows[: max(got, 0)].tolist() == w_rows.tolist()
+    for k, (bk, r) in enumerate(zip(books, ref_books)):
+        if w_tops[k] is None:  # not applied here: the book is untouched
+            assert bk.st.tolist() == r.st.tolist() and bk.bid.tolist() == r.bid.tolist()
+            continue
+        if res[k, 0] != STATUS_DONE:  # outside the window: the facade goes on from where the kernel stopped
+            lo, hi = runs[k].tolist()
+            bk._run(FeedClient._view(rows, lo, hi), int(res[k, 1]), False, bk._no_ix, bk._no_lv)
+        else:
+            bpx, bq, apx, aq = res[k, 2:].tolist()
+            assert TopOfBook(bpx if bq else None, bq, apx if aq else None, aq) == r.top()
+        assert bk.top() == r.top()
+        assert [x.tolist() for x in bk.side_levels(1)] == [x.tolist() for x in r.side_levels(1)]
+        assert [x.tolist() for x in bk.side_levels(-1)] == [x.tolist() for x in r.side_levels(-1)]
+    return (got, j, at, n_tr, done), ctl, books
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stream(), st.integers(0, 100), st.integers(0, 100), st.booleans(), st.booleans(), st.booleans())
+def test_feed_frames_kernel_equals_its_steps(s, a, b, live_btc, live_eth, apply):
+    items, _ = s
+    frames = [it[1] for it in items if it[0] == "frame"][a % 9 : a % 9 + 1 + b % 12]
+    # the chains where the generated streams start (100, 500), or a little later: duplicates, gaps
+    _kernel_equals_its_steps(frames, [live_btc, live_eth], [100 + a % 3, 500 + b % 3], apply)
+
+
+# The stream of the counterexample CI found (the reference said done 1 where the kernel said 2): a BTCUSDT frame
+# the kernel leaves to the general way (a price "6e4"), then ETHUSDT's next diff; BTCUSDT not in sync.
+def eth_diff(uid):
+    """ETHUSDT's diff ``uid`` (pu ``uid - 1``): a new best bid 59_995 ticks, 2 lots."""
+    return frame(diff("ETHUSDT", uid, uid, [[px(59_995, "ETHUSDT"), qty(2, "ETHUSDT")]],
+                      [[px(60_000, "ETHUSDT"), "0"]], pu=uid - 1, T=1_700_000_000_123), "ethusdt@depth@100ms")
+
+
+def btc_diff(uid, price="59999.95"):
+    """BTCUSDT's diff ``uid``; a price "6e4" makes it malformed (the kernel leaves it to the general way)."""
+    return frame(diff("BTCUSDT", uid, uid, [[price, qty(2)]], [], pu=uid - 1))
+
+
+def test_feed_frames_done_names_the_symbol_applied():
+    """A run of one ETHUSDT diff is applied in the kernel: done is 1 + ETHUSDT's index (2), the index the feed
+    client finishes it with; BTCUSDT's book is untouched."""
+    from workbench.book.nb import CTL_COUNTS, CTL_STATUS, STATUS_DONE
+
+    (got, j, at, n_tr, done), ctl, books = _kernel_equals_its_steps([eth_diff(501)], [0, 1], [100, 500], True)
+    assert (got, j, n_tr, done) == (2, 1, 0, 2)
+    assert ctl[1, CTL_STATUS] == STATUS_DONE and ctl[:, CTL_COUNTS : CTL_COUNTS + 2].tolist() == [[0, 0], [1, 0]]
+    assert books[1].top().bid_px_ticks == 59_995 and books[1].top().bid_qty_lots == 2
+    # the malformed frame first: the general way must read it, so nothing is applied here
+    frames = [btc_diff(101, "6e4"), eth_diff(501)]
+    assert _kernel_equals_its_steps(frames, [0, 1], [100, 500], True)[0][1:] == (0, 0, 0, 0)
+
+
+def test_feed_frames_leaves_two_symbols_diffs_to_the_caller():
+    """An ETHUSDT diff and a BTCUSDT duplicate: two symbols had diffs, so the kernel applies nothing (the caller's
+    inline finish would take ETHUSDT's counters only and lose BTCUSDT's duplicate)."""
+    from workbench.book.nb import CTL_COUNTS
+
+    (got, j, at, n_tr, done), ctl, _ = _kernel_equals_its_steps([btc_diff(100), eth_diff(501)], [1, 1], [100, 500],
+                                                                True)
+    assert (j, n_tr, done) == (2, 0, 0)
+    assert ctl[:, CTL_COUNTS : CTL_COUNTS + 2].tolist() == [[0, 1], [1, 0]]
+
+
+def test_one_symbols_diff_after_a_malformed_frame_on_both_paths():
+    """The counterexample's stream through the feed client, both symbols in sync: the malformed frame is counted
+    (never fatal), the other symbol's diff is applied, and books, counters and callbacks are those of the general
+    path; likewise the diff alone (applied in the kernel), before it, and after another symbol's duplicate."""
+    bad = btc_diff(102, "6e4")
+    for frames in ([bad, eth_diff(502)], [eth_diff(502)], [eth_diff(502), bad], [btc_diff(101), eth_diff(502)]):
+        got = []
+        for fast in (True, False):
+            feed, log = client(fast)
+            feed.handle_snapshot("BTCUSDT", snapshot(100, *BOOK["BTCUSDT"]))
+            feed.handle_snapshot("ETHUSDT", snapshot(500, *BOOK["ETHUSDT"]))
+            feed.handle_frames([btc_diff(101)], 1)  # the first diff after a snapshot: now each symbol is in sync
+            feed.handle_frames([eth_diff(501)], 1)
+            n_books = len(log["books"])
+            feed.handle_frames(frames, 1)
+            assert feed.stats["malformed"] == (bad in frames) and feed.stats["diffs_applied"] == 3
+            assert feed.symbols["ETHUSDT"].last_update_id == 502 and feed.top("ETHUSDT").bid_px_ticks == 59_995
+            assert feed.in_sync("ETHUSDT") and [s for s, _ in log["books"][n_books:]] == ["ETHUSDT"]
+            assert feed.symbols["BTCUSDT"].sync.stats["duplicates"] == (frames[0] == btc_diff(101))
+            got.append(state(feed, log))
+        assert got[0] == got[1]
+
+
+def test_a_top_in_the_overflow_maps_is_read_there():
+    """A deep level goes to the overflow map of a narrow book; when the window's side empties, the top is that level
+    (the kernel's top of the window alone would say the side is empty)."""
+    from workbench.book.book import L2Book
+
+    got = []
+    for fast in (True, False):
+        feed, log = client(fast, ("BTCUSDT",))
+        feed.symbols["BTCUSDT"].book = L2Book(initial_levels=16, max_levels=64)
+        feed.handle_snapshot("BTCUSDT", snapshot(100, *BOOK["BTCUSDT"]))
+        feed.handle_frames([frame(diff("BTCUSDT", 101, 101, [[px(5_998_000), qty(3)]], []))], 1)
+        assert feed.book("BTCUSDT")._far_bid == {5_998_000: 3}
+        feed.handle_frames([frame(diff("BTCUSDT", 102, 102, [[px(5_999_990 - k), "0"] for k in range(10)], []))], 1)
+        assert feed.top("BTCUSDT").bid_px_ticks == 5_998_000 and feed.in_sync("BTCUSDT")
         got.append(state(feed, log))
     assert got[0] == got[1]
 

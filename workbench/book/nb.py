@@ -68,6 +68,18 @@ __all__ = [
     "depth_within_nb",
     "best_nb",
     "window_state_nb",
+    "live_chain_nb",
+    "apply_runs_nb",
+    "CTL_LIVE",
+    "CTL_LAST",
+    "CTL_RUN",
+    "CTL_COUNTS",
+    "CTL_SYM_END",
+    "CTL_SCALES",
+    "CTL_STATUS",
+    "CTL_AT",
+    "CTL_TOP",
+    "CTL_WIDTH",
 ]
 
 # State vector layout.
@@ -437,3 +449,54 @@ def live_chain_nb(pre, j, n, at, live, last_ids, runs, counts):
         runs[k, 1] = at
         j += 1
     return j, at
+
+
+
+# The feed's per-symbol control rows (int64[k, CTL_WIDTH]): what the chain and book kernels read and write of each
+# symbol in one array, so that a kernel call takes a few arguments (a numba call costs per argument: ~10 us for a
+# call with many when the caches are cold, as they are when a diff comes after a quiet spell).
+CTL_LIVE = 0      # 1: the symbol's sync machine is in sync
+CTL_LAST = 1      # its last update id
+CTL_RUN = 2       # 2 columns: [lo, hi) rows accepted so far (contiguous in the rows buffer)
+CTL_COUNTS = 4    # 2 columns: diffs accepted, duplicates dropped
+CTL_SYM_END = 6   # where the symbol's bytes end in the symbols' bytes
+CTL_SCALES = 7    # 4 columns: px digits, px units, qty digits, qty units
+CTL_STATUS = 11   # -1: no rows applied; else the apply_events_nb status
+CTL_AT = 12       # rows of the run applied (where an OUT_OF_RANGE stopped: the Python facade goes on from there)
+CTL_TOP = 13      # 4 columns: bid px, bid qty, ask px, ask qty (best_nb), when CTL_STATUS is STATUS_DONE
+CTL_WIDTH = 17
+
+
+@njit(cache=True)
+def apply_runs_nb(rows, ctl, books, k_lo, k_hi):
+    """Apply the run of accepted rows of each symbol ``k_lo <= k < k_hi`` (``ctl[k, CTL_RUN:CTL_RUN + 2]``, rows of
+    8 int64 slots, see :func:`workbench.data.binance._slot`) to its book window (``books[3k:3k + 3]``: bid, ask,
+    state), and read its top, in one call; results in ``ctl[k, CTL_STATUS:]``. A run stopped by STATUS_OUT_OF_RANGE
+    is left for :class:`workbench.book.book.L2Book` to finish (it grows the window).
+    """
+    no_ix = np.zeros(0, np.int64)
+    no_lv = np.zeros((0, 4, 1), np.int64)
+    for k in range(k_lo, k_hi):
+        lo = ctl[k, CTL_RUN]
+        hi = ctl[k, CTL_RUN + 1]
+        if hi <= lo:
+            ctl[k, CTL_STATUS] = -1
+            continue
+        bid = books[3 * k]
+        ask = books[3 * k + 1]
+        st = books[3 * k + 2]
+        # slot 2 of a row holds kind (byte 0), side (byte 1, signed) and flags (bytes 2-3), little-endian
+        s2 = rows[lo:hi, 2]
+        kind = s2 & 0xFF
+        side = (s2 << 48) >> 56
+        flags = (s2 >> 16) & 0xFFFF
+        status, i = apply_events_nb(kind, side, rows[lo:hi, 3], rows[lo:hi, 4], flags, 0, bid, ask, st, False,
+                                    no_ix, no_lv)
+        ctl[k, CTL_STATUS] = status
+        ctl[k, CTL_AT] = i
+        if status == STATUS_DONE:
+            bpx, bq, apx, aq = best_nb(bid, ask, st)
+            ctl[k, CTL_TOP] = bpx
+            ctl[k, CTL_TOP + 1] = bq
+            ctl[k, CTL_TOP + 2] = apx
+            ctl[k, CTL_TOP + 3] = aq

@@ -45,6 +45,16 @@ import orjson
 from numba import njit
 
 from workbench.book.book import L2Book
+from workbench.book.nb import (
+    CTL_COUNTS,
+    CTL_LAST,
+    CTL_LIVE,
+    CTL_RUN,
+    CTL_SCALES,
+    CTL_SYM_END,
+    apply_runs_nb,
+    live_chain_nb,
+)
 from workbench.book.sync import BookSync, Diff, SyncState
 from workbench.enums import (
     ASK,
@@ -563,6 +573,61 @@ def preparse_frames_nb(buf, ends, ts_local, symbols, symbol_ends, scales, out, r
         start = end
     return base if room else -1
 
+
+
+@njit(cache=True)
+def feed_frames_nb(buf, n, ts_local, io, symbols, ctl, out, rows, apply, books):
+    """The feed client's step per socket read, in one call: pre-parse the ``n`` frames (:func:`preparse_frames_nb`;
+    ``io[:n]`` where each ends in ``buf``), keep the update-id chains (:func:`workbench.book.nb.live_chain_nb`,
+    passing over plain trades), and, when ``apply`` and every frame was plain (no trade, nothing for the Python way)
+    and of one symbol, apply its accepted rows to its book and read its top
+    (:func:`workbench.book.nb.apply_runs_nb`, ``books`` as it takes them).
+
+    ``ctl`` holds the symbols' control rows (``CTL_*`` of :mod:`workbench.book.nb`: sync state, last id, run,
+    counts, symbol end and scales in; run, counts and the book's result out). ``apply`` also says that no rows are
+    pending: runs and counts are zeroed first (otherwise the caller has set them). The frame indices of the plain
+    trades passed go to ``io[n:]`` (the caller reports them: on_trade runs before the books change, as on the
+    Python way). Returns (rows written or -1 as :func:`preparse_frames_nb`, the index of the first frame the Python
+    way must take or ``n``, its first row in ``rows``, trades passed, and 1 + the symbol whose book was applied
+    here, else 0).
+    """
+    live = ctl[:, CTL_LIVE]
+    last_ids = ctl[:, CTL_LAST]
+    runs = ctl[:, CTL_RUN : CTL_RUN + 2]
+    counts = ctl[:, CTL_COUNTS : CTL_COUNTS + 2]
+    if apply:  # no rows pending (see above): every symbol's run and counts start empty
+        runs[:] = 0
+        counts[:] = 0
+    got = preparse_frames_nb(buf, io[:n], ts_local, symbols, ctl[:, CTL_SYM_END],
+                             ctl[:, CTL_SCALES : CTL_SCALES + 4], out, rows)
+    j = 0
+    at = 0
+    n_tr = 0
+    while True:
+        j, at = live_chain_nb(out, j, n, at, live, last_ids, runs, counts)
+        if j < n and out[j, 0] == 2 and out[j, 6] >= 0:  # a plain trade: no rows, no chain
+            io[n + n_tr] = j
+            n_tr += 1
+            j += 1
+            continue
+        break
+    done = 0
+    n_runs = 0
+    n_seen = 0
+    k_run = 0
+    for k in range(runs.shape[0]):
+        if runs[k, 1] > runs[k, 0]:
+            n_runs += 1
+            k_run = k
+        if counts[k, 0] + counts[k, 1] > 0:
+            n_seen += 1
+    # only one symbol had diffs, and its book changes: applying it here is what the caller would do next (with
+    # several, each symbol's on_book must see the others' books as they were before its turn: the caller applies
+    # them one by one)
+    if apply and j >= n and n_tr == 0 and n_runs == 1 and n_seen == 1:
+        apply_runs_nb(rows, ctl, books, k_run, k_run + 1)
+        done = k_run + 1
+    return got, j, at, n_tr, done
 
 def _diff_events(ts_exch: int, ts_local: int, px: list, qty: list, n_bid: int, last: int, first: int, pu: int):
     """The DEPTH rows of one diff as int64 slots (bids first), the last flagged BATCH_END; one ``side=0`` row for a

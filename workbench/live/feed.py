@@ -15,15 +15,18 @@ the websockets library. Trading must not use a symbol whose :meth:`FeedClient.in
 Prices and sizes are converted to ticks and lots at this edge, exactly (a price finer than the tick is malformed).
 
 Speed: frames are taken in runs (what one read of the socket brought, or what websockets has queued), and a run
-goes through one numba kernel (:func:`workbench.data.binance.preparse_frames_nb`, the capture reader's parser of
-the lines Binance writes) that turns every plain diff into event rows, prices and sizes in ticks and lots. Python
-then only keeps the update-id chain (:meth:`BookSync.on_live_diff`, plain ints) and hands each symbol's accepted
-rows to the book in one kernel call at the end of the run; ``on_book`` runs once per symbol and run: under a burst
-the strategy sees the latest book, not every step. A frame the kernel does not read (anything unusual or wrong,
-snapshots' answers, another stream) takes the general way (orjson and Python), which decides and counts errors;
-the books and counters are the same either way (tests check both). Transport: ``picows`` where it is installed
-(a C websocket client: several times the frames/s of ``websockets``, and it tells where a read ends), else
-``websockets``; ``FeedConfig.transport`` chooses.
+goes through one numba call (:func:`workbench.data.binance.feed_frames_nb`): the capture reader's parser of the
+lines Binance writes turns every plain diff into event rows, prices and sizes in ticks and lots, the update-id
+chains are kept (what :meth:`BookSync.on_live_diff` would do), and when the run is only one symbol's plain diffs
+(the common case) its rows go into the book and its top is read in the same call. With trades in the run (their
+``on_trade`` comes first, before the book changes) or several symbols' diffs (each ``on_book`` sees the other
+books as they were before its turn) each book takes one more call; anything else (a gap, a symbol out of sync)
+stops the kernel and Python keeps the chain from there (:meth:`BookSync.on_live_diff`, plain ints). ``on_book``
+runs once per symbol and run: under a burst the strategy sees the latest book, not every step. A frame the kernel
+does not read (anything unusual or wrong, snapshots' answers, another stream) takes the general way (orjson and
+Python), which decides and counts errors; the books, counters and callbacks are the same either way (tests check
+both). Transport: ``picows`` where it is installed (a C websocket client: several times the frames/s of
+``websockets``, and it tells where a read ends), else ``websockets``; ``FeedConfig.transport`` chooses.
 """
 
 from __future__ import annotations
@@ -46,9 +49,22 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from workbench.book.book import L2Book, TopOfBook
-from workbench.book.nb import live_chain_nb
+from workbench.book.nb import (
+    CTL_COUNTS,
+    CTL_LAST,
+    CTL_LIVE,
+    CTL_RUN,
+    CTL_SCALES,
+    CTL_STATUS,
+    CTL_SYM_END,
+    CTL_TOP,
+    CTL_WIDTH,
+    STATUS_DONE,
+    apply_runs_nb,
+    live_chain_nb,
+)
 from workbench.book.sync import BookSync, Diff, SyncState
-from workbench.data.binance import FRAME_WIDTH, preparse_frames_nb
+from workbench.data.binance import FRAME_WIDTH, feed_frames_nb
 from workbench.enums import ASK, BID, F_BATCH_END, F_CLEAR, K_DEPTH, K_SNAPSHOT
 from workbench.exceptions import ConfigError
 from workbench.instrument import Instrument
@@ -178,27 +194,30 @@ class FeedClient:
         self._order = [self.symbols[s] for s in self._names]
         sym_bytes = [s.encode() for s in self._names]
         self._sym_u8 = np.frombuffer(b"".join(sym_bytes), np.uint8).copy()
-        self._sym_ends = np.cumsum([len(b) for b in sym_bytes]).astype(np.int64)
-        self._scales = np.array([instruments[s].scales for s in self._names], np.int64).reshape(-1, 4)
         self._pre = np.empty((64, FRAME_WIDTH), np.int64)
-        self._ends = np.empty(64, np.int64)
+        self._io = np.empty(128, np.int64)  # the frames' ends, then the indices of the run's plain trades
         self._rows = np.empty((4096, 8), np.int64)
         self._rows_buf = self._rows  # what the pending runs' views refer to
-        k = len(self._names)
-        self._live = np.zeros(k, np.int64)
-        self._last_ids = np.zeros(k, np.int64)
-        self._runs = np.zeros((k, 2), np.int64)
-        self._counts = np.zeros((k, 2), np.int64)
+        # the symbols' control rows (CTL_* of workbench.book.nb), and views of its columns for the chain kernel
+        ctl = self._ctl = np.zeros((len(self._names), CTL_WIDTH), np.int64)
+        ctl[:, CTL_SYM_END] = np.cumsum([len(b) for b in sym_bytes])
+        ctl[:, CTL_SCALES : CTL_SCALES + 4] = [instruments[s].scales for s in self._names]
+        self._live = ctl[:, CTL_LIVE]
+        self._last_ids = ctl[:, CTL_LAST]
+        self._runs = ctl[:, CTL_RUN : CTL_RUN + 2]
+        self._counts = ctl[:, CTL_COUNTS : CTL_COUNTS + 2]
+        self._books = _book_tuple(self._order)  # what the book kernels take of the books
         self._fast = config.fast_parse
         self._warm()
 
     def _warm(self) -> None:
         """Compile (or load from numba's cache) the kernels of the frame path now, not on the first frame."""
         rows = np.empty((1, 8), np.int64)
-        preparse_frames_nb(np.frombuffer(b"{}", np.uint8), self._ends[:0], 0, self._sym_u8, self._sym_ends,
-                           self._scales, self._pre, rows)
         live_chain_nb(self._pre, 0, 0, 0, self._live, self._last_ids, self._runs, self._counts)
         L2Book().apply(self._view(rows, 0, 0))
+        feed_frames_nb(np.frombuffer(b"{}", np.uint8), 0, 0, self._io, self._sym_u8, self._ctl, self._pre,
+                       self._rows, True, self._books)
+        apply_runs_nb(self._rows, self._ctl, self._books, 0, 0)
 
     # -- state for traders ---------------------------------------------------------------------------------------------
     def in_sync(self, symbol: str) -> bool:
@@ -359,32 +378,73 @@ class FeedClient:
             return
         self.stats["messages"] += n
         frames = [f.encode() if type(f) is str else f for f in frames] if type(frames[0]) is str else frames
-        ends = self._ends
-        if len(ends) < n:
-            ends = self._ends = np.empty(2 * n, np.int64)
+        io = self._io
+        if len(io) < 2 * n:
+            io = self._io = np.empty(4 * n, np.int64)
             self._pre = np.empty((2 * n, FRAME_WIDTH), np.int64)
         if n == 1:
             buf = frames[0]
-            ends[0] = len(buf)
+            io[0] = len(buf)
         else:
             buf = b"".join(frames)
-            ends[:n] = list(accumulate(map(len, frames)))
+            io[:n] = list(accumulate(map(len, frames)))
         rows = self._rows
-        got = preparse_frames_nb(np.frombuffer(buf, np.uint8), ends[:n], recv_ns, self._sym_u8, self._sym_ends,
-                                 self._scales, self._pre, rows)
+        clean = self._run_in()
+        order = self._order
+        got, j, at, n_tr, done = feed_frames_nb(np.frombuffer(buf, np.uint8), n, recv_ns, io, self._sym_u8,
+                                                self._ctl, self._pre, rows, clean, self._books)
         if got < 0:  # some diff did not fit: it goes the general way now, and the buffer grows for the next runs
             self._rows = np.empty((2 * len(rows), 8), np.int64)
         self._rows_buf = rows
-        order, on_trade = self._order, self.on_trade
         pre = self._pre
+        if done:  # the usual case: one symbol's diffs, in its book already (the rest of the Python way, inline)
+            st = order[done - 1]
+            r = self._ctl[done - 1].tolist()
+            acc, dup = r[CTL_COUNTS], r[CTL_COUNTS + 1]
+            sync = st.sync
+            sync.last_id = st.pending_uid = uid = r[CTL_LAST]
+            sync.stats.add("diffs_applied", acc)
+            if dup:
+                sync.stats.add("duplicates", dup)
+            stats = self.stats
+            stats["diffs_applied"] += acc
+            stats["batches"] += 1
+            book = st.book
+            bpx, bq, apx, aq = r[CTL_TOP : CTL_TOP + 4]
+            if r[CTL_STATUS] == STATUS_DONE and not (book._far_bid or book._far_ask):
+                st.top = TopOfBook(bpx if bq else None, bq, apx if aq else None, aq)
+                if not (bq and aq and bpx >= apx):  # not crossed (else _applied resyncs)
+                    st.last_update_id = uid
+                    st.last_update_ns = self.clock()
+                    self.on_book(st.ins.symbol)
+                    return
+            st.run_lo, st.run_hi = r[CTL_RUN], r[CTL_RUN + 1]  # the window grew, overflow levels, or crossed
+            self._finish_run(st, r, uid)
+            return
+        if j >= n and clean:  # all plain: the accepted rows are one run per symbol, each applied in one call
+            try:
+                if n_tr:  # before any book changes, as the general way reports them
+                    self._report_trades(pre, io[n : n + n_tr])
+            finally:
+                self._chain_out()
+                for k, st in enumerate(order):
+                    if st.pending_n:
+                        self._flush_run(st, k)
+            return
+        # the general way from frame j on (what the chains took before it stays pending)
+        on_trade = self.on_trade
         live, last_ids, runs, counts = self._live, self._last_ids, self._runs, self._counts
-        self._chain_in()
-        j = at = 0
         self._batching = True
+        resume = True  # the fused kernel has chained up to frame j already
         try:
+            if n_tr:  # the plain trades it passed come before frame j
+                self._chain_out()
+                self._report_trades(pre, io[n : n + n_tr])
             while True:
                 # the common case in numba: diffs continuing their symbol's chain, rows contiguous in the buffer
-                j, at = live_chain_nb(pre, j, n, at, live, last_ids, runs, counts)
+                if not resume:
+                    j, at = live_chain_nb(pre, j, n, at, live, last_ids, runs, counts)
+                resume = False
                 if j >= n:
                     break
                 self._chain_out()
@@ -423,16 +483,80 @@ class FeedClient:
             self._batching = False
             self._flush_all()
 
-    def _chain_in(self) -> None:
-        """The symbols' chain state into the arrays of :func:`live_chain_nb`."""
+    def _chain_in(self) -> bool:
+        """The symbols' chain state into the arrays of :func:`live_chain_nb`; True if no symbol has rows pending."""
         live, last_ids, runs = self._live, self._last_ids, self._runs
+        clean = True
         for k, st in enumerate(self._order):
             sync = st.sync
             live[k] = sync.state == SyncState.LIVE
             last_ids[k] = sync.last_id
             runs[k, 0] = st.run_lo
             runs[k, 1] = st.run_hi
+            if st.pending_n:
+                clean = False
         self._counts[:] = 0
+        return clean
+
+    def _run_in(self) -> bool:
+        """:meth:`_chain_in` at the start of a run: in the usual case (no rows pending, so every run is empty: the
+        kernel zeroes the runs and counts) only the sync states and last ids; the books' arrays as tuples (built
+        again when a window was re-laid). Returns False when rows are pending (the full :meth:`_chain_in` done)."""
+        ctl, books = self._ctl, self._books
+        k = 0
+        for st in self._order:
+            if st.pending_n:
+                self._chain_in()
+                return False
+            sync = st.sync
+            ctl[k, CTL_LIVE] = sync.state is _LIVE
+            ctl[k, CTL_LAST] = sync.last_id
+            book = st.book
+            if book.bid is not books[3 * k] or book.ask is not books[3 * k + 1] or book.st is not books[3 * k + 2]:
+                self._books = _book_tuple(self._order)
+            k += 1
+        return True
+
+    def _report_trades(self, pre: np.ndarray, trades: np.ndarray) -> None:
+        """``on_trade`` for the plain trades the fused kernel passed (``trades``: their frame indices)."""
+        on_trade, names = self.on_trade, self._names
+        for j in trades.tolist():
+            row = pre[j].tolist()
+            self.stats["trades"] += 1
+            on_trade(Trade(names[row[8]], row[2], row[3], row[4], -1 if row[5] else 1, row[6] * 1_000_000))
+
+    def _flush_run(self, st: _Symbol, k: int) -> None:
+        """:meth:`_flush` of a symbol whose pending rows are one run of the buffer (row k of the kernels' arrays),
+        through :func:`apply_runs_nb`: book and top in one call."""
+        lo, hi, uid = st.run_lo, st.run_hi, st.pending_uid
+        st.pending_n = 0
+        st.run_lo = st.run_hi = 0
+        self.stats["batches"] += 1
+        book = st.book
+        ctl = self._ctl
+        ctl[k, CTL_RUN] = lo
+        ctl[k, CTL_RUN + 1] = hi
+        if book.bid is not self._books[3 * k] or book.ask is not self._books[3 * k + 1]:
+            self._books = _book_tuple(self._order)  # a window re-laid by an earlier symbol's on_book
+        apply_runs_nb(self._rows_buf, ctl, self._books, k, k + 1)
+        st.run_lo, st.run_hi = lo, hi
+        self._finish_run(st, ctl[k].tolist(), uid)
+
+    def _finish_run(self, st: _Symbol, r: list, uid: int) -> None:
+        """The book of ``st`` took its run (``st.run_lo:run_hi``) in :func:`apply_runs_nb` (``r``: its control row):
+        finish what a window too narrow left, read the top, then :meth:`_applied`."""
+        book = st.book
+        lo, hi = st.run_lo, st.run_hi
+        st.run_lo = st.run_hi = 0
+        status, i, bpx, bq, apx, aq = r[CTL_STATUS : CTL_STATUS + 6]
+        if status != STATUS_DONE:  # a price outside the window: the book grows it and goes on
+            book._run(self._view(self._rows_buf, lo, hi), i, False, book._no_ix, book._no_lv)
+            top = book.top()
+        elif book._far_bid or book._far_ask:
+            top = book.top()
+        else:
+            top = TopOfBook(bpx if bq else None, bq, apx if aq else None, aq)
+        self._applied(st, uid, top)
 
     def _chain_out(self) -> None:
         """What :func:`live_chain_nb` did, back into the symbols (their sync machines, counters, runs)."""
@@ -604,8 +728,12 @@ class FeedClient:
     def _apply(self, st: _Symbol, rows: np.ndarray, uid: int) -> None:
         book = st.book
         book.apply(rows)
+        self._applied(st, uid, book.top())
+
+    def _applied(self, st: _Symbol, uid: int, top: TopOfBook) -> None:
+        """The book of ``st`` took the diffs up to ``uid`` and its top is ``top``: resync if crossed, else on_book."""
         st.last_update_id = uid
-        st.top = top = book.top()
+        st.top = top
         if st.sync.in_sync and top.crossed:
             self.stats["crossed"] += 1
             st.sync.resync("crossed")
@@ -669,6 +797,14 @@ class FeedClient:
                     delay = min(delay * 2, cfg.reconnect_max_s)
         finally:
             st.snapshot_task = None
+
+
+_LIVE = SyncState.LIVE
+
+
+def _book_tuple(order: list) -> tuple:
+    """The symbols' book windows and states, (bid, ask, state) of each symbol in the kernels' order, in one tuple."""
+    return tuple(a for st in order for a in (st.book.bid, st.book.ask, st.book.st))
 
 
 def _queued_frames(ws) -> Callable[[], int]:

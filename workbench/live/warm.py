@@ -232,8 +232,7 @@ class _DryExecutor(Executor):
 class _DryFeed(FeedClient):
     """A feed client that is never connected and never fetches a snapshot (the warmer seeds its books)."""
 
-    _SCRATCH = ("_pre", "_ends", "_rows", "_rows_buf", "_live", "_last_ids", "_runs", "_counts", "_sym_u8",
-                "_sym_ends", "_scales")
+    _SCRATCH = ("_pre", "_io", "_rows", "_rows_buf", "_ctl", "_live", "_last_ids", "_runs", "_counts", "_sym_u8")
 
     def share_buffers(self, real: FeedClient) -> None:
         """Parse into ``real``'s buffers, so the dry ticks keep them in the caches too. They only hold what one
