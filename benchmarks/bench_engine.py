@@ -16,7 +16,8 @@
   Two markets, the venue in a child process: the synthetic market as served by default (about 10
   aggregated diffs/s: every tick finds the engine's code and data out of the CPU caches, which on this shared VM
   costs ~10x the warm time of the same code) and a busy one (the synthetic market with 20x liquidity, one
-  ``depthUpdate`` per change: hundreds a second). Targets p50 <= 100 us, p99 <= 1 ms.
+  ``depthUpdate`` per change: hundreds a second), the busy one again with a journal (each order written ahead to
+  its intents file, its SQLite row after the frame). Targets p50 <= 100 us, p99 <= 1 ms.
 - kill: ``Engine.kill()`` with quotes resting -> the venue confirms no open order and a flat position; 20 kills.
   Target p99 <= 20 ms.
 
@@ -29,6 +30,7 @@ import argparse
 import asyncio
 import os
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -244,7 +246,7 @@ class _Stages:
         return "\n".join(out)
 
 
-def bench_tick_to_order(n: int, busy: bool, stages: bool = False, keep_warm_us: int = 0) -> bool:
+def bench_tick_to_order(n: int, busy: bool, stages: bool = False, keep_warm_us: int = 0, journal: bool = False) -> bool:
     import multiprocessing as mp
 
     from workbench.live import Credentials, Engine, EngineConfig
@@ -253,6 +255,7 @@ def bench_tick_to_order(n: int, busy: bool, stages: bool = False, keep_warm_us: 
     from workbench.venue.keys import new_api_key
 
     key = new_api_key(1)
+    tmp = tempfile.TemporaryDirectory(prefix="bench-t2o-")  # the journal, when there is one
     parent, child = mp.Pipe()
     p = mp.get_context("spawn").Process(target=_serve_synthetic, args=(child, key.key, key.secret, busy), daemon=True)
     p.start()
@@ -283,7 +286,8 @@ def bench_tick_to_order(n: int, busy: bool, stages: bool = False, keep_warm_us: 
 
     cfg = EngineConfig(rest=urls["rest"], stream=urls["stream"], ws_api=urls["ws_api"],
                        credentials=Credentials(key.key, key.secret), symbols=("BTCUSDT",),
-                       risk=RiskConfig(max_depth_frac=1.0), control=False, keep_warm_us=keep_warm_us)
+                       risk=RiskConfig(max_depth_frac=1.0), control=False, keep_warm_us=keep_warm_us,
+                       journal_path=str(Path(tmp.name) / "journal.sqlite") if journal else None)
     lat: list[int] = []
     sends: list[int] = []  # the send_text call's own time, per order measured
     load0 = _load()
@@ -323,8 +327,10 @@ def bench_tick_to_order(n: int, busy: bool, stages: bool = False, keep_warm_us: 
             st.uninstall()
         parent.send("stop")
         p.join(10)
+        tmp.cleanup()
     market = "busy market (20x liquidity, a depthUpdate per change)" if busy else "synthetic market (~10 diffs/s)"
     market += f", keep-warm every {keep_warm_us} us" if keep_warm_us else ", keep-warm off (the default)"
+    market += ", journal on (each order written ahead, its row after the frame)" if journal else ""
     if len(lat) < 20:
         print(f"tick-to-order, {market}: only {len(lat)} orders measured")
         return False
@@ -398,6 +404,8 @@ def main() -> int:
         # in CPU is in the config's comment
         bench_tick_to_order(100 if args.quick else 400, busy=False, stages=args.stages, keep_warm_us=1000)
         ok &= bench_tick_to_order(200 if args.quick else 300, busy=True, stages=args.stages)
+        # a journal writes each order ahead of its frame (an intents file) and its SQLite row after it
+        ok &= bench_tick_to_order(200 if args.quick else 300, busy=True, stages=args.stages, journal=True)
     if "kill" in parts:
         ok &= bench_kill(5 if args.quick else 20)
     print(f"targets met: {ok}")
