@@ -282,3 +282,19 @@ def test_the_snapshot_field_has_a_default():
     s = Snapshot(ts_ns=0, running=True, paused=False, guard_state="ACTIVE", halted_by=None, tops={}, in_sync={},
                  positions={}, cash=0.0, fees=0.0, equity_change=0.0, open_orders=0, counters={}, last_error=None)
     assert s.halts == [] and Snapshot.from_dict(s.to_dict()) == s
+
+
+def test_a_kill_whose_flatten_hits_the_rate_limit_flattens_after_the_backoff(tmp_path):
+    from workbench.venue.api import OrderType, TimeInForce
+
+    with trading(tmp_path, seed=27, rate_limit_backoff_s=0.5) as (rig, eng, prober, path):
+        async def buy():
+            eng._send("BTCUSDT", 1, OrderType.MARKET, 3, 0, TimeInForce.IOC, "", "user")
+
+        eng._call(buy())
+        wait_for(lambda: eng.positions["BTCUSDT"] > 0, 20, "a long position")
+        rig.call(lambda: rig.server.protocol.faults.fail("order.place", -1015, times=1))  # the kill's flatten
+        assert eng.kill() is True
+        assert eng.positions["BTCUSDT"] == 0 and eng.counters["guard_orders"] >= 2
+        assert rig.call(lambda: rig.venue.open_orders(USER)) == []
+        assert any("-1015" in h for h in " ".join(a[1] for a in eng.snapshot().alerts).split("; "))

@@ -850,10 +850,20 @@ class Engine:
         """Kill and wait until the venue shows no open order and every position is flat (or the timeout)."""
         self.guard.kill(time.time_ns(), reason=reason, source=source)
         self._schedule_guard()
-        deadline = time.monotonic() + self.config.flatten_timeout_s
+        now = time.monotonic()
+        deadline = now + self.config.flatten_timeout_s
+        retry_s = max(self.config.rate_limit_backoff_s, 0.2)
+        retry_at = now + retry_s
         while time.monotonic() < deadline:
             await asyncio.sleep(0.005)
             if any(self.positions.values()) or self.orders.open_orders():
+                if time.monotonic() >= retry_at and "rate limit" not in self._halt_until:
+                    # a flatten the venue refused (a rate limit, at the worst moment) goes again, paced: one still
+                    # in flight is netted, so nothing is sent twice
+                    retry_at = time.monotonic() + retry_s
+                    for sym, pos in self.positions.items():
+                        if pos:
+                            self._flatten_symbol(sym)
                 continue
             if await self._venue_confirms_flat():
                 self.counters["kill_confirmed"] += 1
