@@ -22,6 +22,7 @@ it to the socket in the same call, where ``websockets`` spends ~17 us of Python)
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import hashlib
@@ -592,7 +593,7 @@ class Executor:
         self.on_order(o)
 
 
-class Connection:
+class Connection(abc.ABC):
     """The executor's order connection, whatever websocket client is under it: what the executor, the keep-warm
     dry path, the tests and the benchmark use of it.
 
@@ -603,17 +604,21 @@ class Connection:
     called; ``wait_closed()`` returns once it is closed cleanly (by either side) and raises when it was lost."""
 
     @property
+    @abc.abstractmethod
     def is_open(self) -> bool:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def send_text(self, frame: bytes) -> None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     async def close(self) -> None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     async def wait_closed(self) -> None:
-        raise NotImplementedError
+        ...
 
 
 class _WebsocketsConnection(Connection):
