@@ -495,10 +495,8 @@ class Engine:
         view.set_top(top)
         now = time.time_ns()
         self.env.now_ns = now
-        guard = self.guard
-        guard.on_book(now, symbol, top.bid_px_ticks, top.ask_px_ticks, view.depth_lots(1), view.depth_lots(-1))
-        if guard.has_output:
-            self._schedule_guard()
+        self.guard.on_book(now, symbol, top.bid_px_ticks, top.ask_px_ticks, view.depth_lots(1), view.depth_lots(-1))
+        self._schedule_guard()
         if self.strategy.act_on_book and self._strategy_on:
             self._tick_ns = self.feed.recv_perf_ns or time.perf_counter_ns()  # from the frame off the socket
             self._strategy_call(self.strategy.on_book, self.env, symbol)
@@ -649,11 +647,9 @@ class Engine:
             self.counters["orders_refused"] += 1  # paused, or unsafe (see _halts): trading is halted
             return None
         now = time.time_ns()
-        guard = self.guard
-        v = guard.check_order(now, symbol, side, int(qty_lots), None if typ == OrderType.MARKET else int(px_ticks),
-                              source=source)
-        if guard.has_output:
-            self._schedule_guard()
+        v = self.guard.check_order(now, symbol, side, int(qty_lots),
+                                   None if typ == OrderType.MARKET else int(px_ticks), source=source)
+        self._schedule_guard()
         if not v.allowed or v.qty_lots <= 0:
             self.counters["orders_refused"] += 1
             return None
@@ -757,6 +753,8 @@ class Engine:
 
     # -- the guard's actions ----------------------------------------------------------------------------------------------
     def _schedule_guard(self) -> None:
+        if not self.guard.has_output:  # the common case, on the tick-to-order path: nothing to drain
+            return
         ev = self.guard.drain_events()
         if ev:
             self.risk_events.extend(ev)
@@ -774,7 +772,7 @@ class Engine:
         self._schedule_guard()
 
     async def _act(self, actions) -> None:
-        for a, s, flatten in action_steps(actions, self.config.symbols):
+        for _, s, flatten in action_steps(actions, self.config.symbols):
             await self._cancel_all(s)
             if flatten:
                 self._flatten_symbol(s)
