@@ -172,9 +172,54 @@ def test_keep_warm_config_is_checked():
     from workbench.live.executor import Credentials
     from workbench.live.engine import EngineConfig
 
+    def cfg(**kw):
+        return EngineConfig(rest="http://x", stream="ws://x", ws_api="ws://x", credentials=Credentials("k", "s"),
+                            symbols=("BTCUSDT",), **kw)
+
     with pytest.raises(ConfigError):
-        EngineConfig(rest="http://x", stream="ws://x", ws_api="ws://x", credentials=Credentials("k", "s"),
-                     symbols=("BTCUSDT",), keep_warm_us=-1)
+        cfg(keep_warm_us=-1)
+    with pytest.raises(ConfigError, match="busy_poll"):  # asyncio's timers cannot keep a sub-ms period
+        cfg(keep_warm_us=200)
+    assert cfg(keep_warm_us=200, busy_poll=True).keep_warm_us == 200
+    assert cfg(busy_poll=True).keep_warm_us == 0  # spinning alone is allowed
+
+
+def test_busy_poll_runs_dry_ticks_at_a_sub_ms_period_and_stops_with_the_engine():
+    """busy_poll: the loop never waits, dry ticks come every keep_warm_us (here 200 us: far more than asyncio's
+    1 ms timers allow) while the market is quiet, the engine trades as before, and stop() ends the spinning."""
+    import threading
+
+    with counted_venue() as (urls, key, frames):
+        strat = Quoter()
+        eng = Engine(strat, config(urls, key, keep_warm_us=200, busy_poll=True, control=False)).start()
+        try:
+            wait_for(lambda: eng.warmer is not None and eng.warmer.ticks > 0, 20, "dry ticks")
+            t0, n0 = time.monotonic(), eng.warmer.ticks
+            time.sleep(1.0)
+            rate = (eng.warmer.ticks - n0) / (time.monotonic() - t0)
+            # the market is quiet most of the time (about 10 frames/s); timers alone would give at most ~1000/s
+            assert rate > 1200, f"{rate:.0f} dry ticks/s"
+            wait_for(lambda: len(strat.placed) >= 3, 20, "real orders while spinning")
+            sent = [orjson.loads(f)["method"] for f in frames]
+            assert sent.count("order.place") == len(strat.placed)  # dry ticks sent nothing
+        finally:
+            eng.stop()
+        assert eng.warmer is None and eng._tasks == []
+        assert not [t for t in threading.enumerate() if t.name.startswith("workbench-engine")]
+
+
+def test_busy_poll_without_keep_warm_spins_and_trades():
+    with counted_venue() as (urls, key, frames):
+        strat = Quoter()
+        eng = Engine(strat, config(urls, key, busy_poll=True, control=False)).start()
+        try:
+            assert eng.warmer is None  # no dry ticks: only the spinning
+            assert any(t.get_name() == "engine-keep-warm" for t in eng._tasks)
+            wait_for(lambda: len(strat.placed) >= 3, 20, "real orders while spinning")
+            assert eng.snapshot().running
+        finally:
+            eng.stop()
+        assert eng._tasks == []
 
 
 def test_the_dry_connection_frames_as_the_real_one_and_writes_nowhere():

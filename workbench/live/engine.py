@@ -93,11 +93,19 @@ class EngineConfig:
     initial_equity: str | None = None
     # keep the tick-to-order path warm (opt-in): after this many us without a market frame, and every as many us
     # while that lasts, a dry tick runs the path on scratch objects (workbench.live.warm: nothing is sent, no state
-    # of the engine or the strategy changes). A quiet market then finds code and data in the CPU's caches:
-    # tick-to-order p50 ~250 us instead of ~400 us on a 2-vCPU VM. Its price: ~15-18 % of a core at 1000 us while
-    # the market is quiet (1.8 % without), and a frame that lands during a dry tick waits for it. Off by default:
-    # hundreds of us matter on a colocated box, not behind a laptop's milliseconds to the exchange. 0: off
+    # of the engine or the strategy changes). A quiet market then finds code and data in the CPU's caches. On a
+    # 2-vCPU VM they empty within ~0.5 ms of anything else (other tenants), so only a period of 100-200 us keeps
+    # the path warm, and that needs busy_poll (asyncio's timers are 1 ms coarse): tick-to-order p50 ~300 us cold,
+    # ~170 us at 1000 us, under 100 us at 100 us busy-polled (benchmarks/bench_engine.py). Its price: ~15-18 % of
+    # a core at 1000 us while the market is quiet (1.8 % without); a frame that lands during a dry tick waits for
+    # it. Off by default: hundreds of us matter on a colocated box, not behind a laptop's milliseconds to the
+    # exchange. 0: off; under 1000 only with busy_poll
     keep_warm_us: int = 0
+    # the engine's loop never sleeps: it polls its sockets without pause (a frame is read as soon as it lands, not
+    # after the CPU wakes up) and keep-warm periods under 1 ms become possible. Its price: one core at 100 % for as
+    # long as the engine runs, and in a notebook the kernel's own thread shares the GIL with a thread that never
+    # waits (cells run slower). HFT engines run so on a dedicated core
+    busy_poll: bool = False
 
     def __post_init__(self) -> None:
         if not self.symbols:
@@ -113,6 +121,9 @@ class EngineConfig:
             raise ConfigError("snapshot_hz must be in (0, 1000]")
         if self.keep_warm_us < 0:
             raise ConfigError("keep_warm_us must be >= 0 (0: off)")
+        if 0 < self.keep_warm_us < 1000 and not self.busy_poll:
+            raise ConfigError(f"keep_warm_us={self.keep_warm_us}: asyncio's timers are 1 ms coarse, so a period under "
+                              "1000 us needs busy_poll=True (one core at 100 %)")
 
     @classmethod
     def from_keys_file(cls, path: str, symbols: tuple[str, ...], **kw) -> "EngineConfig":
@@ -353,7 +364,7 @@ class Engine:
         self.env.now_ns = time.time_ns()
         self._strategy_on = True
         self._strategy_call(self.strategy.on_start, self.env)
-        if cfg.keep_warm_us:
+        if cfg.keep_warm_us or cfg.busy_poll:
             self._tasks.append(asyncio.create_task(self._warm_loop(), name="engine-keep-warm"))
         self._publish()
         self._started.set()
@@ -411,15 +422,30 @@ class Engine:
 
     async def _warm_loop(self) -> None:
         """Dry ticks of the tick-to-order path while no market frame has come for ``keep_warm_us`` (see
-        :mod:`workbench.live.warm`). A dry tick that fails stops them (the engine trades on, only colder)."""
+        :mod:`workbench.live.warm`), every ``keep_warm_us`` while that lasts; with ``busy_poll``, the loop's
+        spinning too (this task yields to the loop without a timer, so the loop never waits in its poll). A dry
+        tick that fails stops them (the engine trades on, only colder); the spinning goes on."""
         from workbench.live.warm import Warmer
 
-        period_ns = self.config.keep_warm_us * 1000
-        try:
-            self.warmer = warmer = Warmer(self)
-        except Exception:
-            log.warning("keep-warm off: the dry path could not be built", exc_info=True)
+        cfg = self.config
+        period_ns = cfg.keep_warm_us * 1000
+        warmer = None
+        if period_ns:
+            try:
+                self.warmer = warmer = Warmer(self)
+            except Exception:
+                log.warning("keep-warm off: the dry path could not be built", exc_info=True)
+        if warmer is None and not cfg.busy_poll:
             return
+        try:
+            if not cfg.busy_poll:
+                await self._warm_every(warmer, period_ns)
+            else:
+                await self._spin(warmer, period_ns)
+        finally:
+            self.warmer = None
+
+    async def _warm_every(self, warmer, period_ns: int) -> None:
         try:
             while True:
                 await asyncio.sleep(period_ns / 1e9)
@@ -428,8 +454,26 @@ class Engine:
                     warmer.tick()
         except Exception:
             log.warning("keep-warm off: a dry tick failed", exc_info=True)
-        finally:
-            self.warmer = None
+
+    async def _spin(self, warmer, period_ns: int) -> None:
+        clock = time.perf_counter_ns
+        feed = self.feed
+        last_ns = 0
+        while True:
+            await asyncio.sleep(0)  # the loop polls its sockets (timeout 0: a callback is ready) and comes back
+            if warmer is None:
+                continue
+            now = clock()
+            # a dry tick every period_ns, and only once the market has been quiet as long
+            if now - last_ns < period_ns or now - feed.recv_perf_ns < period_ns:
+                continue
+            last_ns = now
+            if self._strategy_on and not self._closing:
+                try:
+                    warmer.tick()
+                except Exception:
+                    log.warning("keep-warm off: a dry tick failed (busy polling goes on)", exc_info=True)
+                    self.warmer = warmer = None
 
     async def _guard_loop(self) -> None:
         while True:

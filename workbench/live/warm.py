@@ -49,6 +49,7 @@ class Warmer:
         self._real = engine
         self.ticks = 0            # dry ticks run
         self.frames = 0           # order frames framed and dropped
+        self.busy_ns = 0          # time spent in dry ticks (a frame that lands during one waits for it)
         scr = self.scratch = _DryEngine(engine)
         self._raw = {s: self._template(s) for s in engine.config.symbols}
         self._frames = list(self._raw.items())  # (symbol, template with the seeded price)
@@ -62,6 +63,7 @@ class Warmer:
     def tick(self) -> None:
         """A canned diff (one symbol per tick, in turn) through the scratch feed, engine and strategy; an order
         placed or cancelled on the scratch executor if the strategy sent none; then the scratch venue's answers."""
+        t0 = time.perf_counter_ns()
         scr = self.scratch
         feed, ex = scr.feed, scr.executor
         k = self._k = (self._k + 1) % len(self._frames)
@@ -88,6 +90,7 @@ class Warmer:
         self._settle()
         self.ticks += 1
         self.frames = ex.dropped.frames
+        self.busy_ns += time.perf_counter_ns() - t0
 
     def _settle(self) -> None:
         """The scratch venue answers at once: placed orders are acknowledged, cancels done."""
