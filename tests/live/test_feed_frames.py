@@ -11,7 +11,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from workbench.book.nb import live_chain_nb
+from workbench.book.nb import DEPTH_LEVELS, live_chain_nb
 from workbench.data.binance import FRAME_WIDTH, preparse_frames_nb
 from workbench.instrument import Instrument
 from workbench.live.feed import FeedClient, FeedConfig
@@ -21,7 +21,7 @@ INS = {"BTCUSDT": Instrument("BTCUSDT", "0.01", "0.00001"), "ETHUSDT": Instrumen
 
 def client(fast: bool, symbols=("BTCUSDT", "ETHUSDT")):
     cfg = FeedConfig(stream_url="ws://127.0.0.1:9", rest_url="http://127.0.0.1:9", symbols=symbols, fast_parse=fast)
-    log = {"status": [], "trades": [], "books": [], "fetches": [], "seq": []}
+    log = {"status": [], "trades": [], "books": [], "fetches": [], "seq": [], "depth": [], "depth_bad": []}
 
     def seen():  # what a callback can see of every book (the fused path must not show a book changed too early)
         return [(feed.book(s).top(), feed.symbols[s].last_update_id, feed.in_sync(s)) for s in symbols]
@@ -37,6 +37,12 @@ def client(fast: bool, symbols=("BTCUSDT", "ETHUSDT")):
     def on_book(s):
         log["books"].append((s, feed.top(s)))
         log["seq"].append(("book", s, feed.top(s), seen()))
+        if feed.depth_lots is not None:  # the kernel's depth: the book's top levels summed
+            lv = feed.book(s).levels(DEPTH_LEVELS)
+            want = (int(lv[1].sum()), int(lv[3].sum()))
+            log["depth"].append(feed.depth_lots)
+            if feed.depth_lots != want:
+                log["depth_bad"].append((s, feed.depth_lots, want))
 
     feed = FeedClient(cfg, {s: INS[s] for s in symbols}, on_status=on_status, on_trade=on_trade, on_book=on_book)
     feed._fetch_snapshot = lambda symbol, st_: log["fetches"].append(symbol)  # no I/O: the test hands snapshots
@@ -49,7 +55,7 @@ def state(feed, log):
         books[s] = ([a.tolist() for a in st_.book.side_levels(1)], [a.tolist() for a in st_.book.side_levels(-1)],
                     st_.last_update_id, st_.sync.in_sync, st_.sync.last_id, dict(st_.sync.stats.counts))
     stats = {k: v for k, v in feed.stats.items() if k != "batches"}
-    return books, stats, log["status"], log["trades"], log["fetches"], log["seq"]
+    return books, stats, log["status"], log["trades"], log["fetches"], log["seq"], log["depth_bad"]
 
 
 def diff(sym, first, last, bids, asks, *, pu=None, e=1_700_000_000_000, **extra):
@@ -269,7 +275,7 @@ def _kernel_equals_its_steps(frames, live, last0, apply):
     and returns the kernel's (got, j, at, n_tr, done), its control rows and its books."""
     from workbench.book.book import L2Book, TopOfBook
     from workbench.book.nb import (CTL_COUNTS, CTL_LAST, CTL_LIVE, CTL_RUN, CTL_SCALES, CTL_STATUS, CTL_SYM_END,
-                                   CTL_WIDTH, STATUS_DONE)
+                                   CTL_WIDTH, DEPTH_LEVELS, STATUS_DONE)
     from workbench.data.binance import feed_frames_nb
 
     syms = [b"BTCUSDT", b"ETHUSDT"]
@@ -322,8 +328,10 @@ def _kernel_equals_its_steps(frames, live, last0, apply):
             lo, hi = runs[k].tolist()
             bk._run(FeedClient._view(rows, lo, hi), int(res[k, 1]), False, bk._no_ix, bk._no_lv)
         else:
-            bpx, bq, apx, aq = res[k, 2:].tolist()
+            bpx, bq, apx, aq, db, da = res[k, 2:].tolist()
             assert TopOfBook(bpx if bq else None, bq, apx if aq else None, aq) == r.top()
+            lv = r.levels(DEPTH_LEVELS)  # the depth: the top levels' sizes summed
+            assert (db, da) == (int(lv[1].sum()), int(lv[3].sum()))
         assert bk.top() == r.top()
         assert [x.tolist() for x in bk.side_levels(1)] == [x.tolist() for x in r.side_levels(1)]
         assert [x.tolist() for x in bk.side_levels(-1)] == [x.tolist() for x in r.side_levels(-1)]
@@ -364,6 +372,20 @@ def test_feed_frames_done_names_the_symbol_applied():
     # the malformed frame first: the general way must read it, so nothing is applied here
     frames = [btc_diff(101, "6e4"), eth_diff(501)]
     assert _kernel_equals_its_steps(frames, [0, 1], [100, 500], True)[0][1:] == (0, 0, 0, 0)
+
+
+def test_the_kernels_depth_is_the_books_top_levels_while_on_book_runs():
+    """An update the fused kernel applied comes with the depth it measured (the guard's input, no second kernel
+    call): the sizes of the book's best DEPTH_LEVELS levels a side, and None once on_book has returned."""
+    feed, log = client(True, ("BTCUSDT",))
+    feed.handle_snapshot("BTCUSDT", snapshot(100, *BOOK["BTCUSDT"]))
+    for k in range(1, 30):  # levels come and go, some beyond the tenth
+        bids = [[px(5_999_990 - (k * 3) % 14), qty(k % 4)], [px(5_999_991 + k % 3), qty(1 + k % 2)]]
+        asks = [[px(6_000_010 + (k * 5) % 13), qty((k + 1) % 3)]]
+        feed.handle_frames([frame(diff("BTCUSDT", 100 + k, 100 + k, bids, asks))], 1)
+    assert len(log["depth"]) >= 25 and log["depth_bad"] == []  # the first goes the Python way (it syncs)
+    assert len(set(log["depth"])) > 5  # it did move
+    assert feed.depth_lots is None
 
 
 def test_feed_frames_leaves_two_symbols_diffs_to_the_caller():

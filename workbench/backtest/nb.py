@@ -195,7 +195,7 @@ R_W = 16
 #   LG_MARK: 1 if the timer of the same time comes next (unless the mark sends an order due by then)
 L_TYPE, L_T = 0, 1
 L_W = 20
-BOOK_LEVELS = 10
+BOOK_LEVELS = book_nb.DEPTH_LEVELS
 V_IX, V_REL, V_END, V_CLEAR = 0, 1, 2, 3
 
 
@@ -527,36 +527,9 @@ def _top(bid, ask, st, FAR, S, far_row):
 
 
 @njit(cache=True)
-def _depth(bid, ask, st):
-    """Sizes of the best BOOK_LEVELS levels of each side of the window (:meth:`L2Book.levels` summed)."""
-    cap = bid.shape[0]
-    if cap == 0:
-        return 0, 0
-    db = 0
-    jj = st[book_nb.ST_BEST_BID]
-    c = 0
-    while c < BOOK_LEVELS and jj >= 0:
-        if bid[jj] != 0:
-            db += bid[jj]
-            c += 1
-        jj -= 1
-    da = 0
-    jj = st[book_nb.ST_BEST_ASK]
-    if jj < 0:
-        jj = cap
-    c = 0
-    while c < BOOK_LEVELS and jj < cap:
-        if ask[jj] != 0:
-            da += ask[jj]
-            c += 1
-        jj += 1
-    return db, da
-
-
-@njit(cache=True)
 def local_tops_nb(ev, FD, k0, applied, lbid, lask, lst, FAR, FLOG, S, LT):
     """What the compiled path reads of the local book, after each feed message: ``LT[k]`` = top (bid px, bid qty,
-    ask px, ask qty, as :func:`_top`) and depth (bid, ask, as :func:`_depth`) once messages ``0..k`` are applied.
+    ask px, ask qty, as :func:`_top`) and depth (bid, ask, as :func:`workbench.book.nb.depth_nb`) once messages ``0..k`` are applied.
 
     The local book is a function of the rows applied to it, not of the strategy or the latencies (they only say
     when): computed once per recording, these replace the local book during a compiled run. Applies messages
@@ -574,7 +547,7 @@ def local_tops_nb(ev, FD, k0, applied, lbid, lask, lst, FAR, FLOG, S, LT):
             if r >= 0:
                 return k, r
         bpx, bq, apx, aq = _top(lbid, lask, lst, FAR, S, 2)
-        db, da = _depth(lbid, lask, lst)
+        db, da = book_nb.depth_nb(lbid, lask, lst, BOOK_LEVELS)
         LT[k, 0] = bpx
         LT[k, 1] = bq
         LT[k, 2] = apx
@@ -1276,7 +1249,7 @@ def _log_book(ev, FD, S, LOG, LT, lbid, lask, lst, FAR, t):
     LOG[L, 8] = 1 if _row_class(ev["kind"][FD[0, S[S_FEED_K] - 1]]) == CLS_TRADE else 0
     if S[S_LOCAL_PRE] == 0:
         bpx, bq, apx, aq = _top(lbid, lask, lst, FAR, S, 2)
-        db, da = _depth(lbid, lask, lst)
+        db, da = book_nb.depth_nb(lbid, lask, lst, BOOK_LEVELS)
     else:
         k = S[S_FEED_K] - 1
         bpx, bq, apx, aq, db, da = LT[k, 0], LT[k, 1], LT[k, 2], LT[k, 3], LT[k, 4], LT[k, 5]

@@ -79,7 +79,10 @@ __all__ = [
     "CTL_STATUS",
     "CTL_AT",
     "CTL_TOP",
+    "CTL_DEPTH",
     "CTL_WIDTH",
+    "DEPTH_LEVELS",
+    "depth_nb",
 ]
 
 # State vector layout.
@@ -392,6 +395,32 @@ def top_levels_nb(bid, ask, st, out):
 
 
 @njit(cache=True)
+def depth_nb(bid, ask, st, n_levels):
+    """(bid lots, ask lots) on the best ``n_levels`` non-empty levels of each side of the window: the sums of
+    :func:`top_levels_nb`'s sizes."""
+    cap = bid.shape[0]
+    if cap == 0:
+        return 0, 0
+    db = 0
+    jj = st[ST_BEST_BID]
+    c = 0
+    while c < n_levels and jj >= 0:
+        if bid[jj] != 0:
+            db += bid[jj]
+            c += 1
+        jj -= 1
+    da = 0
+    jj = st[ST_BEST_ASK] if st[ST_BEST_ASK] >= 0 else cap
+    c = 0
+    while c < n_levels and jj < cap:
+        if ask[jj] != 0:
+            da += ask[jj]
+            c += 1
+        jj += 1
+    return db, da
+
+
+@njit(cache=True)
 def depth_within_nb(bid, ask, st, k_ticks):
     """Resting size (lots) within ``k_ticks`` of each best price, inclusive: (bid side, ask side)."""
     cap = bid.shape[0]
@@ -464,7 +493,10 @@ CTL_SCALES = 7    # 4 columns: px digits, px units, qty digits, qty units
 CTL_STATUS = 11   # -1: no rows applied; else the apply_events_nb status
 CTL_AT = 12       # rows of the run applied (where an OUT_OF_RANGE stopped: the Python facade goes on from there)
 CTL_TOP = 13      # 4 columns: bid px, bid qty, ask px, ask qty (best_nb), when CTL_STATUS is STATUS_DONE
-CTL_WIDTH = 17
+CTL_DEPTH = 17    # 2 columns: bid and ask lots on the best DEPTH_LEVELS levels (depth_nb), with CTL_TOP
+CTL_WIDTH = 19
+
+DEPTH_LEVELS = 10  # levels a side summed for the depth the feed reports with each update (the risk guard's depth)
 
 
 @njit(cache=True)
@@ -500,3 +532,6 @@ def apply_runs_nb(rows, ctl, books, k_lo, k_hi):
             ctl[k, CTL_TOP + 1] = bq
             ctl[k, CTL_TOP + 2] = apx
             ctl[k, CTL_TOP + 3] = aq
+            db, da = depth_nb(bid, ask, st, DEPTH_LEVELS)
+            ctl[k, CTL_DEPTH] = db
+            ctl[k, CTL_DEPTH + 1] = da

@@ -4,10 +4,11 @@ the book moves (the strategy and the risk guard read them several times per upda
 from __future__ import annotations
 
 from workbench.book.book import L2Book, TopOfBook
+from workbench.book.nb import DEPTH_LEVELS
 
 __all__ = ["BOOK_LEVELS", "BookLevelsView"]
 
-BOOK_LEVELS = 10  # levels a side the guard's depth and the strategy's book views read by default
+BOOK_LEVELS = DEPTH_LEVELS  # levels a side the guard's depth and the strategy's book views read by default
 
 
 class BookLevelsView:

@@ -539,7 +539,10 @@ class Engine:
         view.set_top(top)
         now = time.time_ns()
         self.env.now_ns = now
-        self.guard.on_book(now, symbol, top.bid_px_ticks, top.ask_px_ticks, view.depth_lots(1), view.depth_lots(-1))
+        depth = self.feed.depth_lots  # measured by the kernel that applied the update, usually
+        if depth is None:
+            depth = view.depth_lots(1), view.depth_lots(-1)
+        self.guard.on_book(now, symbol, top.bid_px_ticks, top.ask_px_ticks, depth[0], depth[1])
         self._schedule_guard()
         if self.strategy.act_on_book and self._strategy_on:
             self._tick_ns = self.feed.recv_perf_ns or time.perf_counter_ns()  # from the frame off the socket

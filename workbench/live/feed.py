@@ -51,6 +51,7 @@ from websockets.exceptions import ConnectionClosed
 from workbench.book.book import L2Book, TopOfBook
 from workbench.book.nb import (
     CTL_COUNTS,
+    CTL_DEPTH,
     CTL_LAST,
     CTL_LIVE,
     CTL_RUN,
@@ -184,6 +185,9 @@ class FeedClient:
         #: ``time.perf_counter_ns()`` when the first frame of the run being handled was taken off the socket (for
         #: latency measurements: a strategy's ``on_book`` may read it).
         self.recv_perf_ns = 0
+        #: (bid, ask) lots on the book's best ``DEPTH_LEVELS`` levels, while ``on_book`` runs for an update the
+        #: kernel applied and measured (the usual one); None otherwise: read them from the book then.
+        self.depth_lots: tuple[int, int] | None = None
         self._stop = False
         self._batching = False
         self._backoff = config.reconnect_min_s
@@ -416,7 +420,11 @@ class FeedClient:
                 if not (bq and aq and bpx >= apx):  # not crossed (else _applied resyncs)
                     st.last_update_id = uid
                     st.last_update_ns = self.clock()
-                    self.on_book(st.ins.symbol)
+                    self.depth_lots = r[CTL_DEPTH], r[CTL_DEPTH + 1]
+                    try:
+                        self.on_book(st.ins.symbol)
+                    finally:
+                        self.depth_lots = None
                     return
             st.run_lo, st.run_hi = r[CTL_RUN], r[CTL_RUN + 1]  # the window grew, overflow levels, or crossed
             self._finish_run(st, r, uid)
