@@ -298,3 +298,46 @@ def test_a_kill_whose_flatten_hits_the_rate_limit_flattens_after_the_backoff(tmp
         assert eng.positions["BTCUSDT"] == 0 and eng.counters["guard_orders"] >= 2
         assert rig.call(lambda: rig.venue.open_orders(USER)) == []
         assert any("-1015" in h for h in " ".join(a[1] for a in eng.snapshot().alerts).split("; "))
+
+
+def test_a_burst_of_orders_meets_the_90_percent_rate_monitor_before_the_venue_limit():
+    """The guard's API-rate monitor counts each order as it goes (the venue's counts on connect and with each
+    answer, plus the orders still in flight), not only at its 50 ms tick: a strategy that sends 30 orders in one
+    decision against a limit of 20 orders / 10 s gets 18 out (90 %), the guard refuses the rest, and the venue
+    refuses none with -1015 (which would halt trading)."""
+    from tests.live.test_engine import config
+    from workbench.strategy import Strategy
+    from workbench.venue.keys import new_api_key
+    from workbench.venue.protocol import ProtocolConfig
+    from workbench.venue.server import ThreadedVenue
+    from workbench.venue.synthetic import SyntheticVenue
+
+    class Burst(Strategy):
+        name = "burst"
+
+        def __init__(self):
+            super().__init__()
+            self.sent: list = []
+
+        def on_book(self, env, symbol):
+            if self.sent:
+                return
+            bid = env.book().best_bid_ticks()
+            self.sent = [env.limit(1, 100, bid - 500 - k, post_only=True) for k in range(30)]
+
+    venue = SyntheticVenue.default(seed=41)
+    key = new_api_key(USER)
+    with ThreadedVenue(venue, [key], protocol_config=ProtocolConfig(orders_per_10s=20)) as tv:
+        strat = Burst()
+        eng = Engine(strat, config(tv.urls, key, control=False)).start()
+        try:
+            wait_for(lambda: strat.sent, 20, "the burst")
+            out = [o for o in strat.sent if o is not None]
+            assert len(out) == 18  # 90 % of 20: the monitor saw each order as it went
+            wait_for(lambda: all(o.state is OrderState.NEW for o in out), 10, "the venue's answers")
+            assert len(venue.open_orders(USER)) == 18
+            assert not [o for o in eng.orders.orders.values() if "-1015" in o.reason]
+            assert not any("rate limit" in h for h in eng.snapshot().halts)
+            assert any(e.rule == "api_rate" for e in eng.risk_events)
+        finally:
+            stop_all(eng)

@@ -178,6 +178,25 @@ def test_an_order_flood_is_refused_with_429(transport):
     run(scenario())
 
 
+def test_order_counts_are_known_on_connect_and_count_orders_in_flight(transport):
+    """rate_usage's ORDERS counts: read on connect (account.rateLimits.orders), each order counted as it is
+    written, and each answer's count (the venue's, as of that order) plus the orders still in flight."""
+    async def scenario():
+        async with rig(transport=transport, orders_per_10s=50) as r:
+            name = "ORDERS:10SECOND"
+            assert r.ex.rate_usage[name] == (0, 50)  # before any order
+            orders = [r.order(px=5_990_000 - i) for i in range(5)]
+            for o in orders:
+                r.ex.submit(o)  # written now, answers later
+            assert r.ex.rate_usage[name] == (5, 50)  # counted at once, none answered yet
+            await until(lambda: all(o.state is S.NEW for o in orders), what="the answers")
+            assert r.ex.rate_usage[name] == (5, 50) and not r.ex._places  # the venue's own count now
+            await r.ex.place(r.order(px=5_980_000))
+            assert r.ex.rate_usage[name] == (6, 50)
+
+    run(scenario())
+
+
 def test_an_unknown_execution_status_is_reconciled_with_order_status(transport):
     async def scenario():
         async with rig(transport=transport) as r:

@@ -712,6 +712,8 @@ class Engine:
         self._sent_ns[o.client_order_id] = t
         if self._tick_ns and source == "strategy":
             self.telemetry.latency["tick_to_order"].add(t - self._tick_ns)
+        self.guard.on_rate(now, self.executor.rate_usage)  # counted at once: a burst meets the 90 % monitor in time
+        self._schedule_guard()
         return o
 
     def _cancel(self, coid: str) -> bool:
@@ -723,6 +725,8 @@ class Engine:
         return True
 
     def _on_order(self, o: OwnOrder) -> None:
+        self.guard.on_rate(time.time_ns(), self.executor.rate_usage)  # the venue's counts, as of its answer
+        self._schedule_guard()
         sent = self._sent_ns.pop(o.client_order_id, None)
         if sent is not None:
             self.telemetry.latency["order_ack"].add(time.perf_counter_ns() - sent)

@@ -4,7 +4,8 @@ One connection to ``ws-api/v3`` carries signed requests (HMAC-SHA256 over the so
 ``recvWindow``) and the user-data subscription whose ``executionReport`` events move our orders
 (:class:`~workbench.strategy.orders.OrderBook`: progress only, so a report that overtakes the answer to
 ``order.place`` is fine). Every answer's ``rateLimits`` is kept in :attr:`Executor.rate_usage` for the risk guard's
-90 % monitor.
+90 % monitor, the order counts as of now: the venue's last count plus the orders sent since (the venue counts an
+order when it takes it, its answer comes later), read with ``account.rateLimits.orders`` on each connect.
 
 Faults: an answer with an error code rejects the order with Binance's message (-1021 timestamp outside the
 window, -1015 / 429 too many orders, filter failures, ...); an answer that says the execution status is unknown
@@ -134,6 +135,7 @@ class Executor:
         self.ready = asyncio.Event()
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future] = {}
+        self._places: set[int] = set()  # ids of order.place requests not answered yet (counted as orders already)
         self._conn: Connection | None = None
         self._stop = False
         self._seen_trades: set[tuple[str, int]] = set()
@@ -180,6 +182,7 @@ class Executor:
                         self.stats["reconnects"] += 1
                         self.on_status("reconnected", cfg.ws_api_url)
                     await self.reconcile()
+                    await self._order_counts()
                     backoff = cfg.reconnect_min_s
                     self.ready.set()
                     await conn.wait_closed()
@@ -208,11 +211,45 @@ class Executor:
         if self._conn is not None:
             await self._conn.close()
 
+    async def _order_counts(self) -> None:
+        """The account's order counts now (``account.rateLimits.orders``): the 90 % monitor knows them before the
+        first order's answer. A venue that refuses the request leaves them to the answers."""
+        try:
+            r = await self._request("account.rateLimits.orders", {}, signed=True)
+        except asyncio.TimeoutError:
+            return
+        if isinstance(r.get("result"), list):
+            self._rate_limits(r["result"])
+
     def _fail_pending(self) -> None:
         for f in self._pending.values():
             if not f.done():
                 f.set_exception(ConnectionError("disconnected"))
         self._pending.clear()
+        self._places.clear()
+
+    def _rate_limits(self, entries) -> None:
+        """Binance ``rateLimits`` entries into :attr:`rate_usage`; an ORDERS count plus the orders sent and not yet
+        answered (the venue counted each when it took it; their answers, with the counts, are on the way)."""
+        usage, extra = self.rate_usage, len(self._places)
+        for rl in entries:
+            if not isinstance(rl, dict):
+                continue
+            kind = rl.get("rateLimitType")
+            try:
+                count, limit = int(rl.get("count", 0)), int(rl.get("limit", 0))
+            except (TypeError, ValueError):
+                continue
+            usage[f"{kind}:{rl.get('intervalNum')}{rl.get('interval')}"] = (count + extra if kind == "ORDERS" else
+                                                                             count, limit)
+
+    def _count_order(self, rid: int) -> None:
+        """An order.place just written: counted in the ORDERS limits at once (the venue counts it on arrival)."""
+        self._places.add(rid)
+        usage = self.rate_usage
+        for name, (count, limit) in usage.items():
+            if name[:7] == "ORDERS:":
+                usage[name] = (count + 1, limit)
 
     @contextlib.asynccontextmanager
     async def _connect_websockets(self, url: str) -> AsyncIterator[Connection]:
@@ -253,10 +290,11 @@ class Executor:
         except ValueError:
             self.stats["malformed"] += 1
             return
+        places = self._places
+        if places:
+            places.discard(msg.get("id"))
         if "rateLimits" in msg:
-            for rl in msg["rateLimits"]:
-                name = f"{rl.get('rateLimitType')}:{rl.get('intervalNum')}{rl.get('interval')}"
-                self.rate_usage[name] = (int(rl.get("count", 0)), int(rl.get("limit", 0)))
+            self._rate_limits(msg["rateLimits"])
         ev = msg.get("event")
         if isinstance(ev, dict):
             if ev.get("e") == "executionReport":
@@ -349,6 +387,7 @@ class Executor:
             return await asyncio.wait_for(fut, self.config.request_timeout_s)
         finally:
             self._pending.pop(rid, None)
+            self._places.discard(rid)  # not answered in time: no longer counted as in flight
 
     async def _request(self, method: str, params: dict, *, signed: bool) -> dict:
         return await self._answer_of(*self._send_now(method, params, signed=signed))
@@ -369,6 +408,8 @@ class Executor:
             sent = self._send_now("order.place", None, signed=True, built=self._place_frame(o))
         except ConnectionError as exc:
             sent = exc
+        else:
+            self._count_order(sent[0])
         self.stats["orders_sent"] += 1
         return sent
 
