@@ -96,7 +96,7 @@ class EngineConfig:
     # of the engine or the strategy changes). A quiet market then finds code and data in the CPU's caches. On a
     # 2-vCPU VM they empty within ~0.5 ms of anything else (other tenants), so only a period of 100-200 us keeps
     # the path warm, and that needs busy_poll (asyncio's timers are 1 ms coarse): tick-to-order p50 ~300 us cold,
-    # ~170 us at 1000 us, under 100 us at 100 us busy-polled (benchmarks/bench_engine.py). Its price: ~15-18 % of
+    # ~170 us at 1000 us, ~100-120 us at 200 us busy-polled (benchmarks/bench_engine.py). Its price: ~15-18 % of
     # a core at 1000 us while the market is quiet (1.8 % without); a frame that lands during a dry tick waits for
     # it. Off by default: hundreds of us matter on a colocated box, not behind a laptop's milliseconds to the
     # exchange. 0: off; under 1000 only with busy_poll
