@@ -302,6 +302,7 @@ def bench_tick_to_order(n: int, busy: bool, stages: bool = False, keep_warm_us: 
     lat: list[int] = []
     sends: list[int] = []  # the send_text call's own time, per order measured
     dry = None  # dry ticks while measuring: (count, ns in them, ns elapsed)
+    warm = None  # the baseline: p50 of the same path run back to back, caches warm
     load0 = _load()
     try:
         eng = Engine(EveryTick(), cfg).start()
@@ -338,6 +339,8 @@ def bench_tick_to_order(n: int, busy: bool, stages: bool = False, keep_warm_us: 
         if w0 is not None and eng.warmer is not None:  # the dry ticks' share of the time, while measuring
             w = eng.warmer
             dry = (w.ticks - w0[0], w.busy_ns - w0[1], time.perf_counter_ns() - w0[2])
+        if lat:
+            warm = eng._call(_warm_path_us(eng))
     finally:
         if eng is not None:
             eng.stop()
@@ -360,6 +363,10 @@ def bench_tick_to_order(n: int, busy: bool, stages: bool = False, keep_warm_us: 
           f"(targets p50 <= 100 us, p99 <= 1000 us)")
     if st is not None:
         print(st.table(len(lat) // 10))
+    if warm is not None:
+        print(f"  baseline in the same run: the same path back to back (dry ticks on the engine's loop, caches warm) "
+              f"p50 {warm:.0f} us a tick (ratio {p50 / warm:.1f}: a real tick also reads the socket, and finds the caches "
+              f"emptied by whatever ran since)")
     if dry is not None and dry[0]:
         print(f"  dry ticks: {dry[0] / dry[2] * 1e9:.0f}/s of {dry[1] / dry[0] / 1e3:.0f} us each, busy "
               f"{100 * dry[1] / dry[2]:.0f} % of the time (a frame that lands during one waits for it: not in the "
@@ -371,6 +378,21 @@ def bench_tick_to_order(n: int, busy: bool, stages: bool = False, keep_warm_us: 
 
 async def _on_loop(fn, *args):
     fn(*args)
+
+
+async def _warm_path_us(eng, n: int = 400) -> float:
+    """p50 (us) of ``n`` dry ticks of ``eng``'s path run back to back on its loop (workbench.live.warm: the canned
+    diff through the feed's kernels, the strategy's decision, the guard, the order book, signing and framing; the
+    scratch venue's answers are in it too, so it is an upper bound of the path's warm cost)."""
+    from workbench.live.warm import Warmer
+
+    w = eng.warmer or Warmer(eng)
+    ts = []
+    for _ in range(n):
+        t = time.perf_counter_ns()
+        w.tick()
+        ts.append(time.perf_counter_ns() - t)
+    return float(np.percentile(np.array(ts[n // 4:]) / 1e3, 50))
 
 
 def bench_kill(n: int) -> bool:
