@@ -304,7 +304,7 @@ def test_a_burst_of_orders_meets_the_90_percent_rate_monitor_before_the_venue_li
     """The guard's API-rate monitor counts each order as it goes (the venue's counts on connect and with each
     answer, plus the orders still in flight), not only at its 50 ms tick: a strategy that sends 30 orders in one
     decision against a limit of 20 orders / 10 s gets 18 out (90 %), the guard refuses the rest, and the venue
-    refuses none with -1015 (which would halt trading)."""
+    refuses none with -1015 (which would halt trading); once the venue's window has ended, orders go out again."""
     from tests.live.test_engine import config
     from workbench.strategy import Strategy
     from workbench.venue.keys import new_api_key
@@ -318,12 +318,16 @@ def test_a_burst_of_orders_meets_the_90_percent_rate_monitor_before_the_venue_li
         def __init__(self):
             super().__init__()
             self.sent: list = []
+            self.more = 0  # orders to try on the next book updates
+            self.later: list = []
 
         def on_book(self, env, symbol):
-            if self.sent:
-                return
             bid = env.book().best_bid_ticks()
-            self.sent = [env.limit(1, 100, bid - 500 - k, post_only=True) for k in range(30)]
+            if not self.sent:
+                self.sent = [env.limit(1, 100, bid - 500 - k, post_only=True) for k in range(30)]
+            elif self.more:
+                self.more -= 1
+                self.later.append(env.limit(1, 100, bid - 600, post_only=True))
 
     venue = SyntheticVenue.default(seed=41)
     key = new_api_key(USER)
@@ -339,5 +343,13 @@ def test_a_burst_of_orders_meets_the_90_percent_rate_monitor_before_the_venue_li
             assert not [o for o in eng.orders.orders.values() if "-1015" in o.reason]
             assert not any("rate limit" in h for h in eng.snapshot().halts)
             assert any(e.rule == "api_rate" for e in eng.risk_events)
+            # no answer brings a count while the guard holds orders back: the venue's 10 s window ends, the count
+            # starts afresh (the guard loop rolls it) and orders go out again
+            wait_for(lambda: not on_loop(eng, lambda: eng.guard.breakers()["api_rate"][2]), 15,
+                     "the monitor to clear with the window")
+            strat.more = 1
+            wait_for(lambda: strat.later, 10, "another decision")
+            assert strat.later[0] is not None
+            wait_for(lambda: strat.later[0].state is OrderState.NEW, 10, "the venue to take it")
         finally:
             stop_all(eng)

@@ -197,6 +197,29 @@ def test_order_counts_are_known_on_connect_and_count_orders_in_flight(transport)
     run(scenario())
 
 
+def test_order_counts_start_afresh_when_their_window_ends():
+    """A count read in one window is not carried into the next (Binance's windows are fixed, aligned to their
+    interval); what is in flight counts in the new one. Sans-I/O: the executor is not connected."""
+    now = [1_700_000_003_000_000_000]  # 3 s into a 10 s window
+    ex = Executor(ExecutorConfig(ws_api_url="ws://127.0.0.1:9"), Credentials("k", "s"), {"BTCUSDT": INS},
+                  OrderBook("t"), clock=lambda: now[0])
+    ex._rate_limits([{"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 20, "count": 18},
+                     {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000,
+                      "count": 44}])
+    ex._count_order(7)  # one more written, not answered
+    assert ex.rate_usage == {"ORDERS:10SECOND": (19, 20), "REQUEST_WEIGHT:1MINUTE": (44, 6000)}
+    now[0] += 6_900_000_000  # still the same window
+    ex.roll_rate_windows()
+    assert ex.rate_usage["ORDERS:10SECOND"] == (19, 20)
+    now[0] += 200_000_000  # the next window
+    ex.roll_rate_windows()
+    assert ex.rate_usage["ORDERS:10SECOND"] == (1, 20)  # the one in flight
+    ex._places.clear()
+    now[0] += 10_000_000_000
+    ex._count_order(8)  # the first order of a later window: counted from zero
+    assert ex.rate_usage["ORDERS:10SECOND"] == (1, 20) and ex.rate_usage["REQUEST_WEIGHT:1MINUTE"] == (44, 6000)
+
+
 def test_an_unknown_execution_status_is_reconciled_with_order_status(transport):
     async def scenario():
         async with rig(transport=transport) as r:

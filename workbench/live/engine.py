@@ -480,6 +480,7 @@ class Engine:
             await asyncio.sleep(self.config.guard_tick_ms / 1000)
             now = time.time_ns()
             self._mark_guard(now)
+            self.executor.roll_rate_windows()  # a count read before its window ended starts afresh
             self.guard.on_rate(now, self.executor.rate_usage)
             self.guard.tick(now)
             await self._drain_guard()

@@ -62,6 +62,9 @@ _UNKNOWN = {-1006, -1007}
 _STATE = {s.name: s for s in OrderState}
 _TYPE_NAME = {t: t.name for t in OrderType}  # an enum's .name is a slow property (and the enums' values overlap:
 _TIF_NAME = {t: t.name for t in TimeInForce}  # one table each)
+# Binance's rate-limit intervals (rateLimits' "interval"), ns
+_INTERVAL_NS = {"SECOND": 1_000_000_000, "MINUTE": 60_000_000_000, "HOUR": 3_600_000_000_000,
+                "DAY": 86_400_000_000_000}
 _PRICED, _UNPRICED = ("newClientOrderId", "price", "quantity"), ("newClientOrderId", "quantity")  # order.place's
 
 
@@ -136,6 +139,7 @@ class Executor:
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future] = {}
         self._places: set[int] = set()  # ids of order.place requests not answered yet (counted as orders already)
+        self._windows: dict[str, tuple[int, int]] = {}  # ORDERS limit -> (its interval, the window read), ns
         self._conn: Connection | None = None
         self._stop = False
         self._seen_trades: set[tuple[str, int]] = set()
@@ -214,8 +218,8 @@ class Executor:
     async def _order_counts(self) -> None:
         """The account's order counts now (``account.rateLimits.orders``): the 90 % monitor knows them before the
         first order's answer. A venue that refuses the request leaves them to the answers."""
-        try:
-            r = await self._request("account.rateLimits.orders", {}, signed=True)
+        try:  # briefly: a venue that ignores the method must not hold up every connect
+            r = await asyncio.wait_for(self._request("account.rateLimits.orders", {}, signed=True), 1.0)
         except asyncio.TimeoutError:
             return
         if isinstance(r.get("result"), list):
@@ -231,20 +235,41 @@ class Executor:
     def _rate_limits(self, entries) -> None:
         """Binance ``rateLimits`` entries into :attr:`rate_usage`; an ORDERS count plus the orders sent and not yet
         answered (the venue counted each when it took it; their answers, with the counts, are on the way)."""
-        usage, extra = self.rate_usage, len(self._places)
+        usage, extra, now = self.rate_usage, len(self._places), self.clock()
         for rl in entries:
             if not isinstance(rl, dict):
                 continue
             kind = rl.get("rateLimitType")
             try:
                 count, limit = int(rl.get("count", 0)), int(rl.get("limit", 0))
+                num = int(rl.get("intervalNum", 1))
             except (TypeError, ValueError):
                 continue
-            usage[f"{kind}:{rl.get('intervalNum')}{rl.get('interval')}"] = (count + extra if kind == "ORDERS" else
-                                                                             count, limit)
+            name = f"{kind}:{num}{rl.get('interval')}"
+            if kind == "ORDERS":
+                count += extra
+                unit = _INTERVAL_NS.get(rl.get("interval"))
+                if unit and num > 0:
+                    span = unit * num
+                    self._windows[name] = (span, now - now % span)
+            usage[name] = (count, limit)
+
+    def roll_rate_windows(self, now_ns: int | None = None) -> None:
+        """Start the ORDERS counts afresh where their window has ended since they were read (Binance's windows are
+        fixed, aligned to the interval): an order refused or throttled gets no answer with counts, so without this a
+        count at the limit would stay there, and the guard's monitor with it. What is in flight counts in the new
+        window."""
+        now = self.clock() if now_ns is None else now_ns
+        usage = self.rate_usage
+        for name, (span, start) in list(self._windows.items()):
+            if now - start >= span:
+                self._windows[name] = (span, now - now % span)
+                usage[name] = (len(self._places), usage[name][1])
 
     def _count_order(self, rid: int) -> None:
         """An order.place just written: counted in the ORDERS limits at once (the venue counts it on arrival)."""
+        if self._windows:
+            self.roll_rate_windows()
         self._places.add(rid)
         usage = self.rate_usage
         for name, (count, limit) in usage.items():

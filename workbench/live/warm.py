@@ -105,6 +105,7 @@ class Warmer:
                 if orders.apply(o.client_order_id, OrderState.CANCELED, now) is not None:
                     ex._notify(o)
         ex._pending.clear()  # no answer will come: the futures go
+        ex._places.clear()  # nor any order count
         scr._sent_ns.clear()
         if len(orders.orders) > _MAX_ORDERS and not orders.open_orders():
             scr.orders = ex.orders = OrderBook(orders.prefix)
