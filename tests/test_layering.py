@@ -14,7 +14,7 @@ PKG = Path(__file__).resolve().parents[1] / "workbench"
 
 # rank of each part of the package; a module may import workbench modules of its own rank or lower
 LAYERS = {
-    "types": 0, "enums": 0, "exceptions": 0, "instrument": 0, "stats": 0, "__init__": 0,
+    "types": 0, "enums": 0, "exceptions": 0, "instrument": 0, "stats": 0, "__init__": 0, "kernel_cache": 0,
     "book": 1, "signals": 1,
     "data": 2, "venue": 2, "risk": 2, "strategy": 2, "economics": 2,
     "backtest": 3,
