@@ -194,33 +194,35 @@ BOOK = {"BTCUSDT": ([[px(5_999_990 - k), qty(5 + k)] for k in range(10)],
                     [[px(60_010 + k, "ETHUSDT"), qty(5, "ETHUSDT")] for k in range(5)])}
 
 
+def both_paths(items, cuts, symbols=("BTCUSDT", "ETHUSDT"), narrow: bool = False):
+    """The state the frame path and the general path reach on the same stream (``narrow``: books whose dense
+    window is 16-64 levels wide)."""
+    from workbench.book.book import L2Book
+
+    got = []
+    for fast in (True, False):
+        feed, log = client(fast, symbols)
+        if narrow:
+            for st_ in feed.symbols.values():
+                st_.book = L2Book(initial_levels=16, max_levels=64)
+        feed_all(feed, items, cuts, BOOK)
+        got.append(state(feed, log))
+    return got
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(stream())
 def test_the_frame_path_equals_the_general_path(s):
-    items, cuts = s
-    got = []
-    for fast in (True, False):
-        feed, log = client(fast)
-        feed_all(feed, items, cuts, BOOK)
-        got.append(state(feed, log))
-    assert got[0] == got[1]
+    fast, general = both_paths(*s)
+    assert fast == general
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(stream())
 def test_the_frame_path_equals_the_general_path_with_narrow_books(s):
     """Books whose dense window is narrow: far diffs put levels in the overflow maps (the top is read there)."""
-    from workbench.book.book import L2Book
-
-    items, cuts = s
-    got = []
-    for fast in (True, False):
-        feed, log = client(fast)
-        for st_ in feed.symbols.values():
-            st_.book = L2Book(initial_levels=16, max_levels=64)
-        feed_all(feed, items, cuts, BOOK)
-        got.append(state(feed, log))
-    assert got[0] == got[1]
+    fast, general = both_paths(*s, narrow=True)
+    assert fast == general
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -228,12 +230,8 @@ def test_the_frame_path_equals_the_general_path_with_narrow_books(s):
 def test_the_frame_path_equals_the_general_path_with_one_symbol(s):
     items, cuts = s
     items = [it for it in items if it[0] == "frame" or it[1] == "BTCUSDT"]  # ETHUSDT frames: not subscribed
-    got = []
-    for fast in (True, False):
-        feed, log = client(fast, ("BTCUSDT",))
-        feed_all(feed, items, cuts, BOOK)
-        got.append(state(feed, log))
-    assert got[0] == got[1]
+    fast, general = both_paths(items, cuts, ("BTCUSDT",))
+    assert fast == general
 
 
 def _reference_feed_frames(buf, ends, sym_u8, sym_ends, scales, live, last_ids, books, apply):
